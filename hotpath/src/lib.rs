@@ -1,1 +1,21 @@
-//! placeholder
+//! kvlake's streaming engine: reads the AuditEvent stream from a Kafka endpoint, writes
+//! Parquet micro-batches to the lake and checkpoints them in the lake, exactly once.
+//!
+//! Start at [`pipeline`]: it draws the stages and wires them. Each stage is a module:
+//! [`source`] (Kafka), [`partition`] (batching per topic partition), [`encode`] (decode
+//! and Parquet encoding), [`lake`] (object store) and [`log`] (checkpoint log).
+
+pub mod config;
+pub mod encode;
+pub mod error;
+pub mod lake;
+pub mod log;
+pub mod messages;
+pub mod partition;
+pub mod pipeline;
+pub mod source;
+
+pub use config::{Assignment, BatchLimits, HotConfig, RunMode, StartPosition};
+pub use error::HotError;
+pub use lake::Lake;
+pub use pipeline::{RunSummary, run};

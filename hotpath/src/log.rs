@@ -1,0 +1,177 @@
+//! The checkpoint log of one topic partition, in the lake next to the data: plans written
+//! create-if-absent before a batch's files, commits after them. See ARCHITECTURE.md.
+
+use bytes::Bytes;
+use kvlake_schemas::checkpoint::{self, BatchCommit, BatchPlan, Resume};
+use kvlake_schemas::layout::{LogEntryKind, log_dir, log_entry_path, parse_log_entry_name};
+use serde::de::DeserializeOwned;
+
+use crate::error::HotError;
+use crate::lake::{Created, Lake};
+
+/// Whether this writer still owns the partition after a create-if-absent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fence {
+    /// Written by us, or an identical record was already there (a re-run of the same batch).
+    Ours,
+    /// Another writer recorded a different batch under this sequence number: let go.
+    Lost {
+        /// The other writer's id.
+        by: String,
+    },
+}
+
+/// One partition's log.
+#[derive(Debug, Clone)]
+pub struct PartitionLog {
+    lake: Lake,
+    topic: String,
+    partition: i32,
+}
+
+impl PartitionLog {
+    /// The log of `topic[partition]` in `lake`.
+    pub fn new(lake: Lake, topic: &str, partition: i32) -> Self {
+        PartitionLog { lake, topic: topic.to_string(), partition }
+    }
+
+    async fn read<T: DeserializeOwned>(&self, seq: u64, kind: LogEntryKind) -> Result<Option<T>, HotError> {
+        let path = log_entry_path(&self.topic, self.partition, seq, kind);
+        let Some(bytes) = self.lake.get(&path).await? else { return Ok(None) };
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| HotError::LogRecord { path, detail: e.to_string() })
+    }
+
+    /// Sequence numbers of the plans and commits present, ascending.
+    async fn entries(&self) -> Result<(Vec<u64>, Vec<u64>), HotError> {
+        let mut plans = Vec::new();
+        let mut commits = Vec::new();
+        for (path, _) in self.lake.list(&log_dir(&self.topic, self.partition)).await? {
+            let name = path.rsplit('/').next().unwrap_or_default();
+            match parse_log_entry_name(name) {
+                Some((seq, LogEntryKind::Plan)) => plans.push(seq),
+                Some((seq, LogEntryKind::Commit)) => commits.push(seq),
+                None => {}
+            }
+        }
+        plans.sort_unstable();
+        commits.sort_unstable();
+        Ok((plans, commits))
+    }
+
+    /// Where this partition resumes: from the last commit, or by re-running the last plan.
+    pub async fn resume(&self) -> Result<Resume, HotError> {
+        let (plans, commits) = self.entries().await?;
+        let last_plan = match plans.last() {
+            Some(&s) => self.read::<BatchPlan>(s, LogEntryKind::Plan).await?,
+            None => None,
+        };
+        let last_commit = match commits.last() {
+            Some(&s) => self.read::<BatchCommit>(s, LogEntryKind::Commit).await?,
+            None => None,
+        };
+        Ok(checkpoint::resume(&self.topic, self.partition, last_plan, last_commit.as_ref())?)
+    }
+
+    /// Every commit, in order: what a reader that follows the log sees.
+    pub async fn commits(&self) -> Result<Vec<BatchCommit>, HotError> {
+        let (_, commits) = self.entries().await?;
+        let mut out = Vec::with_capacity(commits.len());
+        for seq in commits {
+            if let Some(c) = self.read::<BatchCommit>(seq, LogEntryKind::Commit).await? {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records a plan before its files are written.
+    pub async fn write_plan(&self, plan: &BatchPlan) -> Result<Fence, HotError> {
+        let path = log_entry_path(&self.topic, self.partition, plan.seq, LogEntryKind::Plan);
+        match self.lake.put_if_absent(&path, to_json(plan)).await? {
+            Created::Created => Ok(Fence::Ours),
+            Created::AlreadyExists => {
+                let theirs: Option<BatchPlan> = self.read(plan.seq, LogEntryKind::Plan).await?;
+                Ok(match theirs {
+                    Some(t) if (t.start_offset, t.end_offset) == (plan.start_offset, plan.end_offset) => Fence::Ours,
+                    Some(t) => Fence::Lost { by: t.writer },
+                    None => Fence::Lost { by: "unknown".into() },
+                })
+            }
+        }
+    }
+
+    /// Records a commit after its files are written. An identical commit already there
+    /// (another writer finished the same planned batch) counts as ours: same range, same files.
+    pub async fn write_commit(&self, commit: &BatchCommit) -> Result<Fence, HotError> {
+        let path = log_entry_path(&self.topic, self.partition, commit.seq, LogEntryKind::Commit);
+        fail::fail_point!("before-commit", |_| Err(HotError::Task("failpoint before-commit".into())));
+        match self.lake.put_if_absent(&path, to_json(commit)).await? {
+            Created::Created => Ok(Fence::Ours),
+            Created::AlreadyExists => {
+                let theirs: Option<BatchCommit> = self.read(commit.seq, LogEntryKind::Commit).await?;
+                Ok(match theirs {
+                    Some(t) if (t.start_offset, t.end_offset) == (commit.start_offset, commit.end_offset) => Fence::Ours,
+                    Some(t) => Fence::Lost { by: t.writer },
+                    None => Fence::Lost { by: "unknown".into() },
+                })
+            }
+        }
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Bytes {
+    Bytes::from(serde_json::to_vec_pretty(v).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(seq: u64, start: i64, end: i64, writer: &str) -> BatchPlan {
+        BatchPlan {
+            version: 1,
+            topic: "audit".into(),
+            partition: 2,
+            seq,
+            start_offset: start,
+            end_offset: end,
+            messages: 1,
+            writer: writer.into(),
+            planned_at: String::new(),
+        }
+    }
+
+    fn commit(p: &BatchPlan) -> BatchCommit {
+        BatchCommit {
+            version: 1,
+            topic: p.topic.clone(),
+            partition: p.partition,
+            seq: p.seq,
+            start_offset: p.start_offset,
+            end_offset: p.end_offset,
+            files: vec![],
+            raw_rows: 0,
+            dead_letter_rows: 0,
+            writer: p.writer.clone(),
+            committed_at: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn plan_commit_resume_and_fencing_on_the_local_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path().to_str().unwrap(), &[], None).unwrap();
+        let log = PartitionLog::new(lake, "audit", 2);
+        assert_eq!(log.resume().await.unwrap(), Resume::Fresh);
+        let p0 = plan(0, 0, 10, "a");
+        assert_eq!(log.write_plan(&p0).await.unwrap(), Fence::Ours);
+        assert_eq!(log.resume().await.unwrap(), Resume::Rerun(p0.clone()));
+        // A re-run of the same plan by another writer is not a conflict.
+        assert_eq!(log.write_plan(&plan(0, 0, 10, "b")).await.unwrap(), Fence::Ours);
+        // A different batch under the same number is.
+        assert_eq!(log.write_plan(&plan(0, 0, 12, "b")).await.unwrap(), Fence::Lost { by: "a".into() });
+        assert_eq!(log.write_commit(&commit(&p0)).await.unwrap(), Fence::Ours);
+        assert_eq!(log.resume().await.unwrap(), Resume::From { seq: 1, offset: 10 });
+        assert_eq!(log.commits().await.unwrap(), vec![commit(&p0)]);
+    }
+}

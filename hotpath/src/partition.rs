@@ -1,0 +1,382 @@
+//! One topic partition's batches: accepts chunks from the source, closes a batch on its
+//! limits, and writes plan → files → commit in the lake, then the Kafka offset.
+//!
+//! Writing a closed batch overlaps with encoding the next one; the next plan waits for
+//! the previous commit, so the log never holds more than one uncommitted plan.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use kvlake_schemas::checkpoint::{BatchCommit, BatchPlan, CommittedFile, LOG_FORMAT_VERSION, check_follows};
+use kvlake_schemas::layout::{batch_file_name, partition_dir};
+use kvlake_schemas::time::format_timestamp_micros;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::BatchLimits;
+use crate::encode::OpenBatch;
+use crate::error::HotError;
+use crate::lake::Lake;
+use crate::log::{Fence, PartitionLog};
+use crate::messages::{Chunk, Msg, PartitionReport};
+use crate::source::{KafkaConsumer, commit_offset};
+
+/// Where a partition task starts, decided by the pipeline from the log and the run mode.
+#[derive(Debug, Clone)]
+pub struct StartPoint {
+    /// Sequence number of the next plan.
+    pub seq: u64,
+    /// First offset to read.
+    pub offset: i64,
+    /// An uncommitted plan to re-run first.
+    pub rerun: Option<BatchPlan>,
+    /// Stop once the partition reaches this offset (until-caught-up).
+    pub stop_offset: Option<i64>,
+}
+
+/// Everything a partition task shares with the others.
+#[derive(Clone)]
+pub struct Shared {
+    /// Topic.
+    pub topic: String,
+    /// The lake (with any output prefix).
+    pub lake: Lake,
+    /// Batch limits.
+    pub limits: BatchLimits,
+    /// File-size target for this partition, after the memory budget.
+    pub file_target_bytes: u64,
+    /// For Kafka offset commits.
+    pub consumer: Option<Arc<KafkaConsumer>>,
+    /// Bounds concurrent decode/encode jobs to the cores.
+    pub encode_permits: Arc<Semaphore>,
+    /// Replay window start (ms).
+    pub starting_timestamp_ms: Option<i64>,
+    /// Replay window end (ms).
+    pub ending_timestamp_ms: Option<i64>,
+    /// Writer id for the log.
+    pub writer_id: String,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("topic", &self.topic).field("lake", &self.lake.display()).finish_non_exhaustive()
+    }
+}
+
+/// Signals a partition task watches.
+#[derive(Debug, Clone)]
+pub struct Signals {
+    /// Stop consuming, commit the open batch, finish.
+    pub stop: CancellationToken,
+    /// The partition was revoked: drop everything uncommitted, now.
+    pub revoked: CancellationToken,
+}
+
+#[derive(Debug)]
+struct Open {
+    batch: OpenBatch,
+    start: i64,
+    opened_at: Instant,
+}
+
+/// One partition's task state.
+#[derive(Debug)]
+pub struct PartitionTask {
+    shared: Shared,
+    partition: i32,
+    log: PartitionLog,
+    seq: u64,
+    /// Next offset expected: everything before it is in a committed or planned batch.
+    pos: i64,
+    rerun: Option<BatchPlan>,
+    stop_offset: Option<i64>,
+    open: Option<Open>,
+    inflight: Option<JoinHandle<Result<Committed, HotError>>>,
+    /// End offset of the last batch handed to the writer.
+    planned_end: i64,
+    report: PartitionReport,
+    finished: bool,
+}
+
+#[derive(Debug)]
+struct Committed {
+    end: i64,
+    raw_rows: u64,
+    dead_letter_rows: u64,
+    bytes: u64,
+    lost_to: Option<String>,
+}
+
+fn now_micros() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+}
+
+impl PartitionTask {
+    /// A task for `partition`, starting at `start`.
+    pub fn new(shared: Shared, partition: i32, start: StartPoint) -> Self {
+        let log = PartitionLog::new(shared.lake.clone(), &shared.topic, partition);
+        let finished = start.stop_offset.is_some_and(|s| start.offset >= s && start.rerun.is_none());
+        PartitionTask {
+            log,
+            partition,
+            seq: start.seq,
+            pos: start.offset,
+            rerun: start.rerun,
+            stop_offset: start.stop_offset,
+            open: None,
+            inflight: None,
+            planned_end: start.offset,
+            report: PartitionReport { partition, end_offset: start.offset, ..PartitionReport::default() },
+            finished,
+            shared,
+        }
+    }
+
+    /// Runs until the partition is done (caught up), stopped, revoked or lost.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Chunk>, signals: Signals) -> Result<PartitionReport, HotError> {
+        let result = self.run_inner(&mut rx, &signals).await;
+        if signals.revoked.is_cancelled() {
+            if let Some(h) = self.inflight.take() {
+                h.abort();
+            }
+            tracing::info!(partition = self.partition, "partition revoked: uncommitted batch dropped");
+            return Ok(self.report);
+        }
+        result?;
+        self.settle_inflight().await?;
+        Ok(self.report)
+    }
+
+    async fn run_inner(&mut self, rx: &mut mpsc::Receiver<Chunk>, signals: &Signals) -> Result<(), HotError> {
+        while !self.finished && self.report.lost_to.is_none() {
+            let deadline = self.open.as_ref().map(|o| o.opened_at + self.shared.limits.max_wait);
+            tokio::select! {
+                biased;
+                _ = signals.revoked.cancelled() => return Ok(()),
+                _ = signals.stop.cancelled() => {
+                    // A re-run must reach its planned end; a partial one is left for the next start.
+                    if self.rerun.is_none() {
+                        self.close(None).await?;
+                    }
+                    return Ok(());
+                }
+                chunk = rx.recv() => match chunk {
+                    Some(c) => self.accept(c).await?,
+                    None => return Ok(()),
+                },
+                _ = sleep_until(deadline), if deadline.is_some() && self.rerun.is_none() => {
+                    self.close(None).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn accept(&mut self, chunk: Chunk) -> Result<(), HotError> {
+        let mut take: Vec<Msg> = Vec::with_capacity(chunk.msgs.len());
+        for m in chunk.msgs {
+            if self.finished || m.offset < self.pos {
+                continue; // already in the log, or past what this run reads
+            }
+            if let Some(stop) = self.stop_offset {
+                if m.offset >= stop && self.rerun.is_none() {
+                    self.encode(std::mem::take(&mut take)).await?;
+                    self.close(None).await?;
+                    self.finished = true;
+                    break;
+                }
+            }
+            if let Some(plan) = &self.rerun {
+                if m.offset >= plan.end_offset {
+                    let end = plan.end_offset;
+                    self.encode(std::mem::take(&mut take)).await?;
+                    self.close(Some(end)).await?;
+                    self.rerun = None;
+                }
+            }
+            if let (Some(end_ts), Some(ts)) = (self.shared.ending_timestamp_ms, m.timestamp_ms) {
+                if ts >= end_ts && self.rerun.is_none() {
+                    self.encode(std::mem::take(&mut take)).await?;
+                    self.pos = m.offset;
+                    self.close(Some(m.offset)).await?;
+                    self.finished = true;
+                    break;
+                }
+            }
+            if self.open.is_none() {
+                let limits = &self.shared.limits;
+                self.open = Some(Open {
+                    batch: OpenBatch::new(limits.max_message_bytes, limits.row_group_rows),
+                    start: self.planned_end,
+                    opened_at: Instant::now(),
+                });
+            }
+            self.pos = m.offset + 1;
+            let before_window = matches!((self.shared.starting_timestamp_ms, m.timestamp_ms), (Some(s), Some(ts)) if ts < s);
+            if !before_window {
+                take.push(m);
+            }
+        }
+        self.encode(take).await?;
+        if let Some(plan) = &self.rerun {
+            if self.pos >= plan.end_offset {
+                let end = plan.end_offset;
+                self.close(Some(end)).await?;
+                self.rerun = None;
+            }
+        }
+        if self.rerun.is_none() {
+            let full = self.open.as_ref().is_some_and(|o| {
+                o.batch.records() >= self.shared.limits.max_records || o.batch.encoded_bytes() >= self.shared.file_target_bytes
+            });
+            let caught_up = self.stop_offset.is_some_and(|s| self.pos >= s);
+            if full || caught_up {
+                self.close(None).await?;
+            }
+            if caught_up {
+                self.finished = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes and encodes messages into the open batch, on a blocking thread.
+    async fn encode(&mut self, msgs: Vec<Msg>) -> Result<(), HotError> {
+        if msgs.is_empty() {
+            return Ok(());
+        }
+        let Some(mut open) = self.open.take() else { return Ok(()) };
+        let permit = self.shared.encode_permits.clone().acquire_owned().await.map_err(|e| HotError::Task(e.to_string()))?;
+        let (topic, partition) = (self.shared.topic.clone(), self.partition);
+        let open = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            open.batch.add(&msgs, &topic, partition, now_micros()).map(|()| open)
+        })
+        .await
+        .map_err(|e| HotError::Task(e.to_string()))??;
+        self.open = Some(open);
+        Ok(())
+    }
+
+    /// Closes the open batch at `end` (default: the current position) and hands it to the writer.
+    async fn close(&mut self, end: Option<i64>) -> Result<(), HotError> {
+        let Some(open) = self.open.take() else { return Ok(()) };
+        let end = end.unwrap_or(self.pos);
+        let (start, messages, message_bytes) = (open.start, open.batch.messages(), open.batch.message_bytes());
+        let files = tokio::task::spawn_blocking(move || open.batch.finish())
+            .await
+            .map_err(|e| HotError::Task(e.to_string()))??;
+        // The previous batch must be committed before this one is planned.
+        self.settle_inflight().await?;
+        if self.report.lost_to.is_some() {
+            return Ok(());
+        }
+        let plan = BatchPlan {
+            version: LOG_FORMAT_VERSION,
+            topic: self.shared.topic.clone(),
+            partition: self.partition,
+            seq: self.seq,
+            start_offset: start,
+            end_offset: end,
+            messages,
+            writer: self.shared.writer_id.clone(),
+            planned_at: format_timestamp_micros(now_micros()),
+        };
+        check_follows(&self.shared.topic, self.partition, self.planned_end, &plan)?;
+        self.seq += 1;
+        self.planned_end = end;
+        let (shared, log) = (self.shared.clone(), self.log.clone());
+        self.inflight = Some(tokio::spawn(write_batch(shared, log, plan, files, message_bytes)));
+        Ok(())
+    }
+
+    async fn settle_inflight(&mut self) -> Result<(), HotError> {
+        let Some(h) = self.inflight.take() else { return Ok(()) };
+        let c = h.await.map_err(|e| HotError::Task(e.to_string()))??;
+        if let Some(by) = c.lost_to {
+            tracing::warn!(partition = self.partition, other_writer = %by, "another writer owns this partition's log: letting go");
+            self.report.lost_to = Some(by);
+            return Ok(());
+        }
+        self.report.batches += 1;
+        self.report.raw_rows += c.raw_rows;
+        self.report.dead_letter_rows += c.dead_letter_rows;
+        self.report.bytes += c.bytes;
+        self.report.end_offset = c.end;
+        Ok(())
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Plan → files → commit → Kafka offset, for one closed batch.
+pub(crate) async fn write_batch(
+    shared: Shared,
+    log: PartitionLog,
+    plan: BatchPlan,
+    files: Vec<crate::encode::EncodedFile>,
+    message_bytes: u64,
+) -> Result<Committed, HotError> {
+    let started = Instant::now();
+    let (p, start, end) = (plan.partition, plan.start_offset, plan.end_offset);
+    if let Fence::Lost { by } = log.write_plan(&plan).await? {
+        return Ok(Committed { end, raw_rows: 0, dead_letter_rows: 0, bytes: 0, lost_to: Some(by) });
+    }
+    fail::fail_point!("after-plan");
+    let name = batch_file_name(&shared.topic, p, start, end);
+    let mut committed = Vec::with_capacity(files.len());
+    let (mut raw_rows, mut dead_letter_rows) = (0, 0);
+    let puts = files.into_iter().map(|f| {
+        let path = format!("{}/{name}", partition_dir(f.table, f.day, f.hour));
+        if f.table == kvlake_schemas::layout::RAW_TABLE {
+            raw_rows += f.rows;
+        } else {
+            dead_letter_rows += f.rows;
+        }
+        committed.push(CommittedFile { path: path.clone(), table: f.table.to_string(), rows: f.rows, bytes: f.bytes.len() as u64 });
+        let lake = shared.lake.clone();
+        async move { lake.put(&path, f.bytes).await }
+    });
+    let puts: Vec<_> = puts.collect();
+    futures::future::try_join_all(puts).await?;
+    fail::fail_point!("after-files");
+    let commit = BatchCommit {
+        version: LOG_FORMAT_VERSION,
+        topic: plan.topic.clone(),
+        partition: p,
+        seq: plan.seq,
+        start_offset: start,
+        end_offset: end,
+        files: committed,
+        raw_rows,
+        dead_letter_rows,
+        writer: shared.writer_id.clone(),
+        committed_at: format_timestamp_micros(now_micros()),
+    };
+    if let Fence::Lost { by } = log.write_commit(&commit).await? {
+        return Ok(Committed { end, raw_rows: 0, dead_letter_rows: 0, bytes: 0, lost_to: Some(by) });
+    }
+    fail::fail_point!("after-commit");
+    if let Some(c) = &shared.consumer {
+        commit_offset(c, &shared.topic, p, end);
+    }
+    tracing::info!(
+        partition = p,
+        seq = plan.seq,
+        offsets = %format!("{start}..{end}"),
+        files = commit.files.len(),
+        rows = raw_rows,
+        dead_letters = dead_letter_rows,
+        message_bytes,
+        took_ms = started.elapsed().as_millis() as u64,
+        "batch committed"
+    );
+    Ok(Committed { end, raw_rows, dead_letter_rows, bytes: message_bytes, lost_to: None })
+}

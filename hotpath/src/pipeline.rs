@@ -1,0 +1,357 @@
+//! The hot path, stage by stage:
+//!
+//! ```text
+//!  Kafka ──► source (router) ──chunks──► partition task ×N ──► encode (blocking pool)
+//!  (rdkafka)  one tokio task     bounded     batching, limits      decode + Parquet
+//!                                 mpsc            │
+//!                                                 ▼
+//!                                plan ──► files ──► commit ──► Kafka offset
+//!                                (lake log, create-if-absent)   (for lag tools)
+//! ```
+//!
+//! A full channel is the backpressure: the router stops polling, librdkafka's bounded
+//! prefetch queue fills, and fetching pauses. Nothing grows with the backlog.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kvlake_schemas::checkpoint::Resume;
+use rdkafka::consumer::Consumer;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Assignment, HotConfig, RunMode, StartPosition};
+use crate::error::HotError;
+use crate::lake::Lake;
+use crate::log::PartitionLog;
+use crate::messages::{Chunk, Msg, PartitionReport};
+use crate::partition::{PartitionTask, Shared, Signals, StartPoint};
+use crate::source::{self, KafkaConsumer, RebalanceEvent};
+
+/// What a run did.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    /// One report per partition this run handled.
+    pub partitions: Vec<PartitionReport>,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// The stop was forced: batches still open after the grace period were abandoned (uncommitted).
+    pub abandoned: bool,
+}
+
+impl RunSummary {
+    /// Raw rows committed by this run.
+    pub fn raw_rows(&self) -> u64 {
+        self.partitions.iter().map(|p| p.raw_rows).sum()
+    }
+    /// Dead-letter rows committed by this run.
+    pub fn dead_letter_rows(&self) -> u64 {
+        self.partitions.iter().map(|p| p.dead_letter_rows).sum()
+    }
+    /// Message bytes committed by this run.
+    pub fn bytes(&self) -> u64 {
+        self.partitions.iter().map(|p| p.bytes).sum()
+    }
+}
+
+/// Runs the hot path until caught up, stopped through `shutdown`, or `max_runtime`.
+/// Returns after every open batch is committed, or abandoned once the grace period ends.
+pub async fn run(config: HotConfig, lake: Lake, shutdown: CancellationToken) -> Result<RunSummary, HotError> {
+    let started = Instant::now();
+    let queue_kbytes = config.memory_budget_bytes / 16 / 1024;
+    let consumer = source::create_consumer(&config.kafka, queue_kbytes)?;
+    let stop = CancellationToken::new();
+    {
+        let (stop, shutdown, max_runtime) = (stop.clone(), shutdown.clone(), config.max_runtime);
+        tokio::spawn(async move {
+            let limit = async {
+                match max_runtime {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => tracing::info!("stop requested: committing open batches"),
+                _ = limit => tracing::info!("max runtime reached: stopping at this batch boundary"),
+                _ = stop.cancelled() => {}
+            }
+            stop.cancel();
+        });
+    }
+    let all = source::partitions(&consumer, &config.topic, config.connect_timeout).await?;
+    let mut router = Router::new(&config, lake, consumer.clone(), stop.clone(), all.len());
+    match config.assignment {
+        Assignment::Assign => {
+            let parts = match &config.partitions {
+                None => all.clone(),
+                Some(wanted) => {
+                    if let Some(p) = wanted.iter().find(|p| !all.contains(p)) {
+                        return Err(HotError::Topic {
+                            topic: config.topic.clone(),
+                            detail: format!("has no partition {p} (it has {})", all.len()),
+                        });
+                    }
+                    wanted.clone()
+                }
+            };
+            let starts = router.start_points(&parts).await?;
+            let mut tpl = TopicPartitionList::new();
+            for (p, s) in &starts {
+                tpl.add_partition_offset(&config.topic, *p, Offset::Offset(s.offset))
+                    .map_err(|e| HotError::kafka("cannot build the assignment", e))?;
+            }
+            consumer.assign(&tpl).map_err(|e| HotError::kafka("cannot assign partitions", e))?;
+            for (p, s) in starts {
+                router.spawn(p, s);
+            }
+        }
+        Assignment::Subscribe => {
+            consumer
+                .subscribe(&[&config.topic])
+                .map_err(|e| HotError::kafka(format!("cannot subscribe to {}", config.topic), e))?;
+        }
+    }
+    let outcome = router.route().await;
+    let (reports, abandoned) = router.finish(config.grace).await;
+    let summary = RunSummary { partitions: reports?, elapsed: started.elapsed(), abandoned };
+    outcome?;
+    Ok(summary)
+}
+
+/// The source stage: polls Kafka and hands chunks to partition tasks.
+struct Router {
+    config: HotConfig,
+    consumer: Arc<KafkaConsumer>,
+    stop: CancellationToken,
+    shared: Shared,
+    chunk_bytes: usize,
+    senders: HashMap<i32, mpsc::Sender<Chunk>>,
+    pending: HashMap<i32, Chunk>,
+    revoked: HashMap<i32, CancellationToken>,
+    tasks: JoinSet<Result<PartitionReport, HotError>>,
+    reports: Vec<PartitionReport>,
+    watermarks: HashMap<i32, (i64, i64)>,
+}
+
+impl Router {
+    fn new(config: &HotConfig, lake: Lake, consumer: Arc<KafkaConsumer>, stop: CancellationToken, partitions: usize) -> Self {
+        let n = partitions.max(1) as u64;
+        // Open batches share half the budget; chunks in flight an eighth.
+        let file_target_bytes = config.batch.file_target_bytes.min(config.memory_budget_bytes / 2 / n).max(1 << 20);
+        let chunk_bytes = (config.memory_budget_bytes / 8 / n / 3).clamp(64 << 10, 1 << 20) as usize;
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let shared = Shared {
+            topic: config.topic.clone(),
+            lake,
+            limits: config.batch.clone(),
+            file_target_bytes,
+            consumer: Some(consumer.clone()),
+            encode_permits: Arc::new(Semaphore::new(cores)),
+            starting_timestamp_ms: config.starting_timestamp_ms,
+            ending_timestamp_ms: config.ending_timestamp_ms,
+            writer_id: config.writer_id.clone(),
+        };
+        Router {
+            config: config.clone(),
+            consumer,
+            stop,
+            shared,
+            chunk_bytes,
+            senders: HashMap::new(),
+            pending: HashMap::new(),
+            revoked: HashMap::new(),
+            tasks: JoinSet::new(),
+            reports: Vec::new(),
+            watermarks: HashMap::new(),
+        }
+    }
+
+    /// Reads each partition's log and the run mode into where it starts and stops.
+    async fn start_points(&mut self, parts: &[i32]) -> Result<Vec<(i32, StartPoint)>, HotError> {
+        let topic = self.config.topic.clone();
+        let wm = source::watermarks(&self.consumer, &topic, parts, self.config.connect_timeout).await?;
+        let by_time = match self.config.starting_timestamp_ms {
+            Some(ts) => source::offsets_for_timestamp(&self.consumer, &topic, parts, ts, self.config.connect_timeout).await,
+            None => HashMap::new(),
+        };
+        let mut out = Vec::with_capacity(parts.len());
+        for &p in parts {
+            let (low, high) = wm.get(&p).copied().unwrap_or((0, 0));
+            let log = PartitionLog::new(self.shared.lake.clone(), &topic, p);
+            let (seq, offset, rerun) = match log.resume().await? {
+                Resume::Fresh => {
+                    let o = match (&self.config.start, by_time.get(&p)) {
+                        (_, Some(&o)) => o,
+                        (StartPosition::Earliest, _) => low,
+                        (StartPosition::Latest, _) => high,
+                        (StartPosition::Offsets(m), _) => match m.get(&p).copied() {
+                            Some(-1) => high,
+                            Some(o) if o >= 0 => o,
+                            _ => low,
+                        },
+                    };
+                    (0, o, None)
+                }
+                Resume::From { seq, offset } => (seq, offset, None),
+                Resume::Rerun(plan) => {
+                    tracing::info!(partition = p, seq = plan.seq, offsets = %format!("{}..{}", plan.start_offset, plan.end_offset), "re-running an uncommitted batch plan");
+                    (plan.seq, plan.start_offset, Some(plan))
+                }
+            };
+            if offset < low {
+                tracing::error!(partition = p, resume_offset = offset, low_watermark = low, "messages before the low watermark were deleted by retention before kvlake read them");
+            }
+            let stop_offset = (self.config.mode == RunMode::UntilCaughtUp).then_some(high);
+            tracing::info!(partition = p, seq, offset, low, high, "partition starts");
+            self.watermarks.insert(p, (low, high));
+            out.push((p, StartPoint { seq, offset, rerun, stop_offset }));
+        }
+        Ok(out)
+    }
+
+    fn spawn(&mut self, partition: i32, start: StartPoint) {
+        let (tx, rx) = mpsc::channel(2);
+        let revoked = CancellationToken::new();
+        self.consumer.context().watch(partition, revoked.clone());
+        let signals = Signals { stop: self.stop.clone(), revoked: revoked.clone() };
+        let task = PartitionTask::new(self.shared.clone(), partition, start);
+        self.tasks.spawn(task.run(rx, signals));
+        self.senders.insert(partition, tx);
+        self.revoked.insert(partition, revoked);
+    }
+
+    async fn handle_rebalance(&mut self) -> Result<(), HotError> {
+        for event in self.consumer.context().take_events() {
+            match event {
+                RebalanceEvent::Revoked(parts) => {
+                    for p in parts {
+                        self.senders.remove(&p);
+                        self.pending.remove(&p);
+                        if let Some(t) = self.revoked.remove(&p) {
+                            t.cancel();
+                        }
+                    }
+                }
+                RebalanceEvent::Assigned(parts) => {
+                    let fresh: Vec<i32> = parts.into_iter().filter(|p| !self.senders.contains_key(p)).collect();
+                    for (p, s) in self.start_points(&fresh).await? {
+                        self.spawn(p, s);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Polls until every partition is done, a stop is requested, or a partition task fails.
+    async fn route(&mut self) -> Result<(), HotError> {
+        let subscribe = self.config.assignment == Assignment::Subscribe;
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let mut last_error: Option<Instant> = None;
+        let consumer = self.consumer.clone();
+        loop {
+            if !subscribe && self.senders.is_empty() && self.tasks.is_empty() {
+                return Ok(());
+            }
+            tokio::select! {
+                biased;
+                _ = self.stop.cancelled() => return Ok(()),
+                Some(done) = self.tasks.join_next() => self.collect(done)?,
+                msg = consumer.recv() => {
+                    if subscribe {
+                        self.handle_rebalance().await?;
+                    }
+                    match msg {
+                        Ok(m) => {
+                            let p = m.partition();
+                            if let Some(chunk) = self.senders.contains_key(&p).then(|| self.pending.entry(p).or_default()) {
+                                chunk.push(Msg {
+                                    offset: m.offset(),
+                                    timestamp_ms: m.timestamp().to_millis(),
+                                    payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                                });
+                                if chunk.bytes >= self.chunk_bytes || chunk.msgs.len() >= 4096 {
+                                    self.send(p).await;
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            // librdkafka retries by itself; say so, but not for every poll.
+                            if last_error.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                                tracing::warn!(error = %e, "kafka consumer error (retrying)");
+                                last_error = Some(Instant::now());
+                            }
+                        }
+                    }
+                }
+                _ = tick.tick() => {
+                    if subscribe {
+                        self.handle_rebalance().await?;
+                    }
+                    let parts: Vec<i32> = self.pending.iter().filter(|(_, c)| !c.msgs.is_empty()).map(|(p, _)| *p).collect();
+                    for p in parts {
+                        self.send(p).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands a partition's pending chunk to its task; waits while the task is busy.
+    async fn send(&mut self, p: i32) {
+        let Some(chunk) = self.pending.remove(&p) else { return };
+        let Some(tx) = self.senders.get(&p) else { return };
+        tokio::select! {
+            r = tx.send(chunk) => if r.is_err() { self.senders.remove(&p); },
+            _ = self.stop.cancelled() => {}
+        }
+    }
+
+    fn collect(&mut self, done: Result<Result<PartitionReport, HotError>, tokio::task::JoinError>) -> Result<(), HotError> {
+        match done {
+            Ok(Ok(report)) => {
+                self.senders.remove(&report.partition);
+                self.reports.push(report);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(HotError::Task(e.to_string())),
+        }
+    }
+
+    /// Stops the partition tasks and waits for them to commit, up to the grace period.
+    async fn finish(mut self, grace: Duration) -> (Result<Vec<PartitionReport>, HotError>, bool) {
+        self.stop.cancel();
+        self.senders.clear();
+        let deadline = Instant::now() + grace;
+        let mut first_error = None;
+        let mut abandoned = false;
+        loop {
+            match tokio::time::timeout_at(deadline, self.tasks.join_next()).await {
+                Ok(None) => break,
+                Ok(Some(done)) => {
+                    if let Err(e) = self.collect(done) {
+                        tracing::error!(error = %e, "partition task failed: its batch stays uncommitted");
+                        first_error.get_or_insert(e);
+                    }
+                }
+                Err(_) => {
+                    tracing::warn!(grace = ?grace, "grace period over: abandoning open batches (uncommitted, re-read on the next start)");
+                    self.tasks.abort_all();
+                    abandoned = true;
+                    break;
+                }
+            }
+        }
+        self.reports.sort_by_key(|r| r.partition);
+        match first_error {
+            Some(e) => (Err(e), abandoned),
+            None => (Ok(self.reports), abandoned),
+        }
+    }
+}
