@@ -62,7 +62,7 @@ pub enum Assignment {
 }
 
 /// Everything one hot-path run needs besides the lake.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HotConfig {
     /// Topic (event hub).
     pub topic: String,
@@ -117,5 +117,37 @@ impl HotConfig {
             connect_timeout: Duration::from_secs(30),
             writer_id: format!("pid-{}", std::process::id()),
         }
+    }
+}
+
+/// Kafka property names whose values are credentials.
+pub fn is_secret_property(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    k.contains("password") || k.contains("secret") || k.contains("token") || k.ends_with(".pem") || k == "ssl.key"
+}
+
+impl std::fmt::Debug for HotConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kafka: BTreeMap<&str, &str> = self
+            .kafka
+            .iter()
+            .map(|(k, v)| (k.as_str(), if is_secret_property(k) { "[REDACTED]" } else { v.as_str() }))
+            .collect();
+        f.debug_struct("HotConfig")
+            .field("topic", &self.topic)
+            .field("kafka", &kafka)
+            .field("batch", &self.batch)
+            .field("memory_budget_bytes", &self.memory_budget_bytes)
+            .field("mode", &self.mode)
+            .field("max_runtime", &self.max_runtime)
+            .field("grace", &self.grace)
+            .field("start", &self.start)
+            .field("starting_timestamp_ms", &self.starting_timestamp_ms)
+            .field("ending_timestamp_ms", &self.ending_timestamp_ms)
+            .field("partitions", &self.partitions)
+            .field("assignment", &self.assignment)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("writer_id", &self.writer_id)
+            .finish()
     }
 }

@@ -8,6 +8,7 @@
 pub mod config;
 pub mod encode;
 pub mod error;
+pub mod files;
 pub mod lake;
 pub mod log;
 pub mod messages;

@@ -100,13 +100,14 @@ pub struct PartitionTask {
     finished: bool,
 }
 
+/// What writing one batch came to.
 #[derive(Debug)]
-struct Committed {
-    end: i64,
-    raw_rows: u64,
-    dead_letter_rows: u64,
-    bytes: u64,
-    lost_to: Option<String>,
+pub(crate) struct Committed {
+    pub(crate) end: i64,
+    pub(crate) raw_rows: u64,
+    pub(crate) dead_letter_rows: u64,
+    pub(crate) bytes: u64,
+    pub(crate) lost_to: Option<String>,
 }
 
 fn now_micros() -> i64 {

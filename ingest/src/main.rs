@@ -1,1 +1,74 @@
-fn main() {}
+//! The `kvlake` binary: command line, settings, signals and logs around the hot and cold
+//! paths. Errors end here as one line that says what to fix, and a non-zero exit code.
+
+mod cli;
+mod commands;
+mod eventhubs;
+mod logging;
+mod secret;
+mod settings;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format, &cli.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        spawn_signal_handler(shutdown.clone());
+        match &cli.command {
+            Command::Hot(args) => commands::hot::run(args, shutdown).await,
+            Command::Convert(args) => commands::convert::run(args).await,
+            Command::Generate(args) => commands::generate::run(args),
+            Command::Demo(args) => commands::demo::run(args).await,
+            Command::MockBroker(args) => tokio::task::block_in_place(|| commands::mock_broker::run(args)),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "kvlake failed");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// First SIGTERM/SIGINT: stop gracefully (commit open batches within the grace period).
+/// Second: exit at once; uncommitted batches are re-read on the next start.
+fn spawn_signal_handler(shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                return;
+            }
+        };
+        for n in 0.. {
+            tokio::select! {
+                _ = term.recv() => {}
+                r = tokio::signal::ctrl_c() => if r.is_err() { return },
+            }
+            if n == 0 {
+                tracing::info!("signal received: finishing the current batches (send again to exit at once)");
+                shutdown.cancel();
+            } else {
+                eprintln!("second signal: exiting without committing open batches");
+                std::process::exit(130);
+            }
+        }
+    });
+}

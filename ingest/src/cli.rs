@@ -1,0 +1,239 @@
+//! The command line: subcommands and their flags. Settings of `hot` also come from
+//! `KVLAKE_*` environment variables and a TOML file; see [`crate::settings`].
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+
+use crate::secret::Secret;
+
+/// kvlake: Azure Key Vault audit logs from Event Hubs into a Parquet lake, exactly once.
+#[derive(Debug, Parser)]
+#[command(name = "kvlake", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Log format: text on a terminal, JSON otherwise (auto).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto, env = "KVLAKE_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `kvlake_hotpath=debug`.
+    #[arg(long, global = true, default_value = "info", env = "KVLAKE_LOG")]
+    pub log: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Text on a terminal, JSON otherwise.
+    Auto,
+    /// Human-readable.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the hot path: consume the event hub into the lake (service, scheduled job or replay).
+    Hot(Box<HotArgs>),
+    /// Decode archived diagnostic-log files (JSON lines or envelopes, optionally .gz) into the lake.
+    Convert(ConvertArgs),
+    /// Write synthetic Key Vault AuditEvent traffic to stdout.
+    Generate(GenerateArgs),
+    /// Run the whole pipeline on an embedded broker and a local lake; no cloud account needed.
+    Demo(DemoArgs),
+    /// Start librdkafka's mock Kafka cluster and print its address (for tests and benchmarks).
+    #[command(hide = true)]
+    MockBroker(MockBrokerArgs),
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("expected key=value, got `{s}`"))
+}
+
+fn to_map<S: serde::Serializer>(v: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
+    v.iter().cloned().collect::<BTreeMap<_, _>>().serialize(s)
+}
+
+/// Flags of `kvlake hot`. Every flag is optional here: the layered settings decide.
+#[derive(Debug, Args, Serialize, Default)]
+pub struct HotArgs {
+    /// TOML file with settings (flags and KVLAKE_* variables override it).
+    #[arg(long, env = "KVLAKE_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Kafka bootstrap servers, HOST:PORT[,...] (Event Hubs: <namespace>.servicebus.windows.net:9093) [env: KVLAKE_BROKERS]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub brokers: Option<String>,
+    /// Topic: the event hub's name [env: KVLAKE_TOPIC]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// Consumer group (Event Hubs: a consumer group of the hub) [env: KVLAKE_GROUP]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Lake URL: a path, file://, abfss://<container>@<account>.dfs.core.windows.net/<path>, az://<container>/<path> [env: KVLAKE_LAKE]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lake: Option<String>,
+    /// Object-store setting, repeatable (e.g. azure_storage_account_key=..., use_emulator=true)
+    #[arg(long = "storage-option", value_parser = parse_key_value)]
+    #[serde(rename = "storage_options", serialize_with = "to_map", skip_serializing_if = "Vec::is_empty")]
+    pub storage_option: Vec<(String, String)>,
+    /// librdkafka setting, repeatable, applied last (e.g. fetch.wait.max.ms=100)
+    #[arg(long = "kafka-option", value_parser = parse_key_value)]
+    #[serde(rename = "kafka_options", serialize_with = "to_map", skip_serializing_if = "Vec::is_empty")]
+    pub kafka_option: Vec<(String, String)>,
+    /// plaintext (local brokers), ssl, sasl_plaintext, sasl_ssl (default with a connection string)
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub security_protocol: Option<String>,
+    /// Event Hubs connection string (a secret: prefer the environment variable) [env: KVLAKE_EVENTHUBS_CONNECTION_STRING]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eventhubs_connection_string: Option<Secret>,
+    /// Read up to the high-water marks seen at start, commit, exit (scheduled-job mode)
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub until_caught_up: bool,
+    /// Stop at the next batch boundary after this long, e.g. 4h
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_runtime: Option<String>,
+    /// After SIGTERM/SIGINT or max runtime, how long open batches get to commit, e.g. 60s
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grace: Option<String>,
+    /// Where partitions with an empty checkpoint start: earliest, latest, or JSON {"0":42,"1":-2}
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub starting_offsets: Option<String>,
+    /// Replay from this enqueued time (RFC 3339), e.g. 2026-11-01T00:00:00Z
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub starting_timestamp: Option<String>,
+    /// Replay up to (not including) this enqueued time (RFC 3339)
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ending_timestamp: Option<String>,
+    /// Write under <lake>/<prefix>/ with its own checkpoint (replays and backfills)
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_prefix: Option<String>,
+    /// Close a batch at this many records
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_max_records: Option<u64>,
+    /// Close a batch this long after its first message, e.g. 5m
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_max_wait: Option<String>,
+    /// Close a batch when its Parquet output reaches this size, e.g. 128MiB
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_target_size: Option<String>,
+    /// Peak memory to stay under, e.g. 512MiB
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_budget: Option<String>,
+    /// Messages above this size are dead-lettered, e.g. 1MiB
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_message_size: Option<String>,
+    /// Only these partitions, e.g. 0,1,2 (assign mode)
+    #[arg(long, value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<Vec<i32>>,
+    /// Join the consumer group and share partitions with other instances (default: read all partitions, no rebalances)
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub scale_out: bool,
+    /// How long to wait for the brokers at start, e.g. 30s
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect_timeout: Option<String>,
+    /// How long a failing storage operation is retried before the batch gives up, e.g. 5m
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_retry_timeout: Option<String>,
+}
+
+/// Flags of `kvlake convert`.
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// Files or folders (recursive): JSON lines (PT1H.json) or {"records":[...]} documents, optionally .gz
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Lake URL
+    #[arg(long, env = "KVLAKE_LAKE")]
+    pub lake: String,
+    /// Object-store setting, repeatable
+    #[arg(long = "storage-option", value_parser = parse_key_value)]
+    pub storage_option: Vec<(String, String)>,
+    /// Write under <lake>/<prefix>/
+    #[arg(long)]
+    pub output_prefix: Option<String>,
+}
+
+/// Output format of `kvlake generate`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum GenerateFormat {
+    /// One `{"records":[...]}` envelope per line, as Event Hubs messages carry them.
+    Envelope,
+    /// One record per line, as the storage archive (PT1H.json) holds them.
+    Lines,
+}
+
+/// Flags of `kvlake generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Records to write
+    #[arg(long, default_value_t = 1000)]
+    pub records: usize,
+    /// Seed: the same seed writes the same bytes
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = GenerateFormat::Envelope)]
+    pub format: GenerateFormat,
+    /// Fraction of messages replaced by malformed ones (envelope format), e.g. 0.01
+    #[arg(long, default_value_t = 0.0)]
+    pub bad_rate: f64,
+}
+
+/// Flags of `kvlake demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Lake URL (a folder it creates)
+    #[arg(long, default_value = "./kvlake-demo")]
+    pub lake: String,
+    /// Records of synthetic traffic
+    #[arg(long, default_value_t = 30_000)]
+    pub records: usize,
+    /// Partitions of the embedded event hub
+    #[arg(long, default_value_t = 12)]
+    pub partitions: i32,
+    /// Seed of the synthetic traffic
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+}
+
+/// Flags of `kvlake mock-broker`.
+#[derive(Debug, Args)]
+pub struct MockBrokerArgs {
+    /// Topic to create, repeatable
+    #[arg(long = "topic", required = true)]
+    pub topics: Vec<String>,
+    /// Partitions of each topic
+    #[arg(long, default_value_t = 4)]
+    pub partitions: i32,
+}

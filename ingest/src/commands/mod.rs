@@ -1,0 +1,7 @@
+//! One module per subcommand; each turns parsed flags into a run and a report.
+
+pub mod convert;
+pub mod demo;
+pub mod generate;
+pub mod hot;
+pub mod mock_broker;
