@@ -123,7 +123,11 @@ impl HotConfig {
 /// Kafka property names whose values are credentials.
 pub fn is_secret_property(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    k.contains("password") || k.contains("secret") || k.contains("token") || k.ends_with(".pem") || k == "ssl.key"
+    k.contains("password")
+        || k.contains("secret")
+        || k.contains("token")
+        || k.ends_with(".pem")
+        || k == "ssl.key"
 }
 
 impl std::fmt::Debug for HotConfig {
@@ -131,7 +135,16 @@ impl std::fmt::Debug for HotConfig {
         let kafka: BTreeMap<&str, &str> = self
             .kafka
             .iter()
-            .map(|(k, v)| (k.as_str(), if is_secret_property(k) { "[REDACTED]" } else { v.as_str() }))
+            .map(|(k, v)| {
+                (
+                    k.as_str(),
+                    if is_secret_property(k) {
+                        "[REDACTED]"
+                    } else {
+                        v.as_str()
+                    },
+                )
+            })
             .collect();
         f.debug_struct("HotConfig")
             .field("topic", &self.topic)

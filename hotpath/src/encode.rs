@@ -41,7 +41,10 @@ pub fn writer_properties(row_group_rows: usize) -> WriterProperties {
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
         .set_max_row_group_row_count(Some(row_group_rows.max(1024)))
         .set_created_by(format!("kvlake {}", env!("CARGO_PKG_VERSION")))
-        .set_key_value_metadata(Some(vec![KeyValue::new(SCHEMA_VERSION_KEY.to_string(), SCHEMA_VERSION.to_string())]))
+        .set_key_value_metadata(Some(vec![KeyValue::new(
+            SCHEMA_VERSION_KEY.to_string(),
+            SCHEMA_VERSION.to_string(),
+        )]))
         .build()
 }
 
@@ -61,7 +64,10 @@ pub struct OpenBatch {
 
 impl std::fmt::Debug for OpenBatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpenBatch").field("records", &self.records).field("messages", &self.messages).finish()
+        f.debug_struct("OpenBatch")
+            .field("records", &self.records)
+            .field("messages", &self.messages)
+            .finish()
     }
 }
 
@@ -69,7 +75,10 @@ impl OpenBatch {
     /// An empty batch.
     pub fn new(max_message_bytes: usize, row_group_rows: usize) -> Self {
         OpenBatch {
-            decoder: Decoder::new(DecodeOptions { max_message_bytes, seen_time_micros: 0 }),
+            decoder: Decoder::new(DecodeOptions {
+                max_message_bytes,
+                seen_time_micros: 0,
+            }),
             raw: BTreeMap::new(),
             dead: BTreeMap::new(),
             props: writer_properties(row_group_rows),
@@ -80,7 +89,13 @@ impl OpenBatch {
     }
 
     /// Decodes and encodes messages of `source[partition]`.
-    pub fn add(&mut self, msgs: &[Msg], source: &str, partition: i32, seen_micros: i64) -> Result<(), ParquetError> {
+    pub fn add(
+        &mut self,
+        msgs: &[Msg],
+        source: &str,
+        partition: i32,
+        seen_micros: i64,
+    ) -> Result<(), ParquetError> {
         self.decoder.set_seen_time(seen_micros);
         for m in msgs {
             let coords = SourceCoords {
@@ -104,7 +119,12 @@ impl OpenBatch {
         }
         let out = self.decoder.finish();
         write_split(&mut self.raw, &out.raw, raw_file_schema(), &self.props)?;
-        write_split(&mut self.dead, &out.dead_letter, dead_letter_file_schema(), &self.props)?;
+        write_split(
+            &mut self.dead,
+            &out.dead_letter,
+            dead_letter_file_schema(),
+            &self.props,
+        )?;
         Ok(())
     }
 
@@ -139,7 +159,13 @@ impl OpenBatch {
         for (table, writers) in [(RAW_TABLE, self.raw), (DEAD_LETTER_TABLE, self.dead)] {
             for ((day, hour), (w, rows)) in writers {
                 let bytes = w.into_inner()?;
-                files.push(EncodedFile { table, day, hour, bytes: Bytes::from(bytes), rows });
+                files.push(EncodedFile {
+                    table,
+                    day,
+                    hour,
+                    bytes: Bytes::from(bytes),
+                    rows,
+                });
             }
         }
         Ok(files)
@@ -148,15 +174,23 @@ impl OpenBatch {
 
 /// Splits a decoded batch by its `date`/`hour` columns (the last two) and writes each
 /// part, without those columns, to its hour's writer.
-fn write_split(writers: &mut Writers, batch: &RecordBatch, file_schema: SchemaRef, props: &WriterProperties) -> Result<(), ParquetError> {
+fn write_split(
+    writers: &mut Writers,
+    batch: &RecordBatch,
+    file_schema: SchemaRef,
+    props: &WriterProperties,
+) -> Result<(), ParquetError> {
     if batch.num_rows() == 0 {
         return Ok(());
     }
     let n = batch.num_columns();
     let days = batch.column(n - 2).as_primitive::<Date32Type>();
     let hours = batch.column(n - 1).as_primitive::<Int32Type>();
-    let keys: Vec<(i32, i32)> = (0..batch.num_rows()).map(|i| (days.value(i), hours.value(i))).collect();
-    let project = |b: &RecordBatch| RecordBatch::try_new(file_schema.clone(), b.columns()[..n - 2].to_vec());
+    let keys: Vec<(i32, i32)> = (0..batch.num_rows())
+        .map(|i| (days.value(i), hours.value(i)))
+        .collect();
+    let project =
+        |b: &RecordBatch| RecordBatch::try_new(file_schema.clone(), b.columns()[..n - 2].to_vec());
     let mut distinct: Vec<(i32, i32)> = keys.clone();
     distinct.sort_unstable();
     distinct.dedup();
@@ -169,9 +203,10 @@ fn write_split(writers: &mut Writers, batch: &RecordBatch, file_schema: SchemaRe
         };
         let (w, rows) = match writers.entry(key) {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::btree_map::Entry::Vacant(e) => {
-                e.insert((ArrowWriter::try_new(Vec::new(), file_schema.clone(), Some(props.clone()))?, 0))
-            }
+            std::collections::btree_map::Entry::Vacant(e) => e.insert((
+                ArrowWriter::try_new(Vec::new(), file_schema.clone(), Some(props.clone()))?,
+                0,
+            )),
         };
         *rows += part.num_rows() as u64;
         w.write(&part)?;
@@ -193,7 +228,11 @@ mod tests {
             ..Default::default()
         });
         let msgs: Vec<Msg> = (0..200)
-            .map(|i| Msg { offset: i, timestamp_ms: Some(1_793_527_200_000), payload: g.next_message().bytes })
+            .map(|i| Msg {
+                offset: i,
+                timestamp_ms: Some(1_793_527_200_000),
+                payload: g.next_message().bytes,
+            })
             .collect();
         let mut b = OpenBatch::new(1 << 20, 4096);
         b.add(&msgs[..100], "audit", 1, 5).unwrap();
@@ -201,10 +240,16 @@ mod tests {
         let records = b.records();
         assert!(b.encoded_bytes() > 0);
         let files = b.finish().unwrap();
-        assert!(files.iter().filter(|f| f.table == RAW_TABLE).count() > 1, "spans several hours");
+        assert!(
+            files.iter().filter(|f| f.table == RAW_TABLE).count() > 1,
+            "spans several hours"
+        );
         let mut total = 0;
         for f in &files {
-            let reader = ParquetRecordBatchReaderBuilder::try_new(f.bytes.clone()).unwrap().build().unwrap();
+            let reader = ParquetRecordBatchReaderBuilder::try_new(f.bytes.clone())
+                .unwrap()
+                .build()
+                .unwrap();
             let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
             assert_eq!(rows as u64, f.rows);
             total += f.rows;

@@ -23,7 +23,7 @@ pub enum HotError {
         path: String,
         /// Cause.
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// The checkpoint log cannot be continued.
     #[error(transparent)]
@@ -43,7 +43,7 @@ pub enum HotError {
         context: String,
         /// Cause.
         #[source]
-        source: rdkafka::error::KafkaError,
+        source: Box<rdkafka::error::KafkaError>,
         /// A hint at the fix, with a leading separator, or empty.
         hint: String,
     },
@@ -66,13 +66,25 @@ pub enum HotError {
 impl HotError {
     pub(crate) fn kafka(context: impl Into<String>, source: rdkafka::error::KafkaError) -> Self {
         let text = source.to_string();
-        let hint = if text.contains("SASL") || text.contains("Authentication") || text.contains("authentication") {
+        let hint = if text.contains("SASL")
+            || text.contains("Authentication")
+            || text.contains("authentication")
+        {
             " (check the connection string or identity; the Event Hubs Basic tier has no Kafka endpoint: use Standard or above)"
-        } else if text.contains("resolve") || text.contains("Connect") || text.contains("transport") || text.contains("timed out") || text.contains("Timed out") {
+        } else if text.contains("resolve")
+            || text.contains("Connect")
+            || text.contains("transport")
+            || text.contains("timed out")
+            || text.contains("Timed out")
+        {
             " (check --brokers, DNS and the network path; Event Hubs listens on port 9093)"
         } else {
             ""
         };
-        HotError::Kafka { context: context.into(), source, hint: hint.to_string() }
+        HotError::Kafka {
+            context: context.into(),
+            source: Box::new(source),
+            hint: hint.to_string(),
+        }
     }
 }

@@ -53,7 +53,10 @@ pub fn expand_inputs(inputs: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
         } else if input.exists() {
             out.push(input.clone());
         } else {
-            return Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("{} does not exist", input.display())));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{} does not exist", input.display()),
+            ));
         }
     }
     out.sort();
@@ -72,8 +75,16 @@ pub fn file_log_name(path: &Path) -> String {
 }
 
 /// Converts files into the lake.
-pub async fn convert(inputs: &[PathBuf], lake: &Lake, limits: &BatchLimits, writer_id: &str) -> Result<ConvertSummary, HotError> {
-    let files = expand_inputs(inputs).map_err(|e| HotError::LakeConfig { url: "input".into(), detail: e.to_string() })?;
+pub async fn convert(
+    inputs: &[PathBuf],
+    lake: &Lake,
+    limits: &BatchLimits,
+    writer_id: &str,
+) -> Result<ConvertSummary, HotError> {
+    let files = expand_inputs(inputs).map_err(|e| HotError::LakeConfig {
+        url: "input".into(),
+        detail: e.to_string(),
+    })?;
     let mut summary = ConvertSummary::default();
     for path in files {
         let log_name = file_log_name(&path);
@@ -97,9 +108,13 @@ pub async fn convert(inputs: &[PathBuf], lake: &Lake, limits: &BatchLimits, writ
         let source = path.display().to_string();
         let handle = tokio::runtime::Handle::current();
         let limits = limits.clone();
-        let result = tokio::task::spawn_blocking(move || convert_file(&path, &source, from_line, seq, shared, log, &limits, &handle))
-            .await
-            .map_err(|e| HotError::Task(e.to_string()))??;
+        let result = tokio::task::spawn_blocking(move || {
+            convert_file(
+                &path, &source, from_line, seq, shared, log, &limits, &handle,
+            )
+        })
+        .await
+        .map_err(|e| HotError::Task(e.to_string()))??;
         match result {
             None => summary.already_converted += 1,
             Some(s) => {
@@ -125,10 +140,17 @@ fn convert_file(
     limits: &BatchLimits,
     handle: &tokio::runtime::Handle,
 ) -> Result<Option<ConvertSummary>, HotError> {
-    let io_err = |e: std::io::Error| HotError::LakeConfig { url: path.display().to_string(), detail: e.to_string() };
+    let io_err = |e: std::io::Error| HotError::LakeConfig {
+        url: path.display().to_string(),
+        detail: e.to_string(),
+    };
     let file = std::fs::File::open(path).map_err(io_err)?;
     let gz = path.extension().is_some_and(|e| e == "gz");
-    let reader: Box<dyn Read> = if gz { Box::new(flate2::read::MultiGzDecoder::new(file)) } else { Box::new(file) };
+    let reader: Box<dyn Read> = if gz {
+        Box::new(flate2::read::MultiGzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
     let mut reader = BufReader::with_capacity(1 << 20, reader);
     let mut lines: Vec<Vec<u8>> = Vec::new();
     let mut buf = Vec::new();
@@ -140,30 +162,53 @@ fn convert_file(
         return Ok(None);
     }
     // JSON lines when the first line is a JSON value of its own; otherwise one document.
-    let first = lines.iter().find(|l| !l.iter().all(u8::is_ascii_whitespace));
+    let first = lines
+        .iter()
+        .find(|l| !l.iter().all(u8::is_ascii_whitespace));
     let is_lines = first.is_none_or(|l| serde_json::from_slice::<serde::de::IgnoredAny>(l).is_ok());
     let msgs: Vec<Msg> = if is_lines {
         lines
             .into_iter()
             .enumerate()
-            .map(|(i, l)| Msg { offset: i as i64 + 1, timestamp_ms: None, payload: l })
+            .map(|(i, l)| Msg {
+                offset: i as i64 + 1,
+                timestamp_ms: None,
+                payload: l,
+            })
             .filter(|m| m.offset >= from_line && !m.payload.iter().all(u8::is_ascii_whitespace))
             .collect()
     } else {
-        vec![Msg { offset: 1, timestamp_ms: None, payload: lines.concat() }]
+        vec![Msg {
+            offset: 1,
+            timestamp_ms: None,
+            payload: lines.concat(),
+        }]
     };
-    let max_message_bytes = if is_lines { limits.max_message_bytes } else { usize::MAX };
+    let max_message_bytes = if is_lines {
+        limits.max_message_bytes
+    } else {
+        usize::MAX
+    };
     let mut summary = ConvertSummary::default();
     let mut start = from_line;
     let mut open = OpenBatch::new(max_message_bytes, limits.row_group_rows);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64);
     let n = msgs.len();
     for (i, chunk) in msgs.chunks(1024).enumerate() {
         open.add(chunk, source, 0, now)?;
         let last = i * 1024 + chunk.len() == n;
         if last || open.encoded_bytes() >= limits.file_target_bytes {
-            let end = if last { total_lines.max(start) + 1 } else { chunk.last().map_or(start, |m| m.offset + 1) };
-            let batch = std::mem::replace(&mut open, OpenBatch::new(max_message_bytes, limits.row_group_rows));
+            let end = if last {
+                total_lines.max(start) + 1
+            } else {
+                chunk.last().map_or(start, |m| m.offset + 1)
+            };
+            let batch = std::mem::replace(
+                &mut open,
+                OpenBatch::new(max_message_bytes, limits.row_group_rows),
+            );
             let bytes = batch.message_bytes();
             let files = batch.finish()?;
             let plan = kvlake_schemas::checkpoint::BatchPlan {
@@ -177,9 +222,12 @@ fn convert_file(
                 writer: shared.writer_id.clone(),
                 planned_at: kvlake_schemas::time::format_timestamp_micros(now),
             };
-            let c = handle.block_on(write_batch(shared.clone(), log.clone(), plan, files, bytes))?;
+            let c =
+                handle.block_on(write_batch(shared.clone(), log.clone(), plan, files, bytes))?;
             if let Some(by) = c.lost_to {
-                return Err(HotError::Task(format!("{source}: another writer ({by}) is converting this file")));
+                return Err(HotError::Task(format!(
+                    "{source}: another writer ({by}) is converting this file"
+                )));
             }
             summary.raw_rows += c.raw_rows;
             summary.dead_letter_rows += c.dead_letter_rows;
@@ -201,8 +249,19 @@ fn convert_file(
             writer: shared.writer_id.clone(),
             planned_at: kvlake_schemas::time::format_timestamp_micros(now),
         };
-        handle.block_on(write_batch(shared.clone(), log.clone(), plan, Vec::new(), 0))?;
+        handle.block_on(write_batch(
+            shared.clone(),
+            log.clone(),
+            plan,
+            Vec::new(),
+            0,
+        ))?;
     }
-    tracing::info!(file = source, rows = summary.raw_rows, dead_letters = summary.dead_letter_rows, "file converted");
+    tracing::info!(
+        file = source,
+        rows = summary.raw_rows,
+        dead_letters = summary.dead_letter_rows,
+        "file converted"
+    );
     Ok(Some(summary))
 }

@@ -26,7 +26,10 @@ pub struct StorageRetry {
 
 impl Default for StorageRetry {
     fn default() -> Self {
-        StorageRetry { total: Duration::from_secs(300), max_delay: Duration::from_secs(10) }
+        StorageRetry {
+            total: Duration::from_secs(300),
+            max_delay: Duration::from_secs(10),
+        }
     }
 }
 
@@ -53,20 +56,31 @@ impl Lake {
     /// `abfss://<container>@<account>.dfs.core.windows.net/<path>`, `az://<container>/<path>`,
     /// or any other scheme object_store knows. `options` are object_store settings
     /// (e.g. `azure_storage_account_key`, `azure_storage_sas_key`, `use_emulator`).
-    pub fn open(url: &str, options: &[(String, String)], output_prefix: Option<&str>) -> Result<Lake, HotError> {
-        let err = |detail: String| HotError::LakeConfig { url: url.to_string(), detail };
+    pub fn open(
+        url: &str,
+        options: &[(String, String)],
+        output_prefix: Option<&str>,
+    ) -> Result<Lake, HotError> {
+        let err = |detail: String| HotError::LakeConfig {
+            url: url.to_string(),
+            detail,
+        };
         let parsed = match Url::parse(url) {
             Ok(u) if u.scheme().len() > 1 => u,
             // A plain path (a one-letter "scheme" is a Windows drive).
             _ => {
-                let abs = std::path::absolute(url).map_err(|e| err(format!("not a usable path: {e}")))?;
+                let abs =
+                    std::path::absolute(url).map_err(|e| err(format!("not a usable path: {e}")))?;
                 Url::from_directory_path(&abs).map_err(|()| err("not an absolute path".into()))?
             }
         };
         let (store, root): (Arc<dyn ObjectStore>, Path) = match parsed.scheme() {
             "file" => {
-                let dir = parsed.to_file_path().map_err(|()| err("file URL has no local path".into()))?;
-                std::fs::create_dir_all(&dir).map_err(|e| err(format!("cannot create the folder: {e}")))?;
+                let dir = parsed
+                    .to_file_path()
+                    .map_err(|()| err("file URL has no local path".into()))?;
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| err(format!("cannot create the folder: {e}")))?;
                 let fs = LocalFileSystem::new_with_prefix(&dir).map_err(|e| err(e.to_string()))?;
                 (Arc::new(fs), Path::default())
             }
@@ -79,7 +93,8 @@ impl Lake {
                     b = b.with_config(key, v);
                 }
                 let store = b.build().map_err(|e| err(e.to_string()))?;
-                let root = Path::from_url_path(azure_root(&parsed)).map_err(|e| err(e.to_string()))?;
+                let root =
+                    Path::from_url_path(azure_root(&parsed)).map_err(|e| err(e.to_string()))?;
                 (Arc::new(store), root)
             }
             _ => {
@@ -97,7 +112,12 @@ impl Lake {
 
     /// A lake over an existing store and root.
     pub fn with_store(store: Arc<dyn ObjectStore>, root: Path, display: String) -> Lake {
-        Lake { store, root, display, retry: StorageRetry::default() }
+        Lake {
+            store,
+            root,
+            display,
+            retry: StorageRetry::default(),
+        }
     }
 
     /// The same store, under `root/<prefix>` (replays write under their own prefix).
@@ -106,7 +126,15 @@ impl Lake {
         for part in prefix.split('/').filter(|p| !p.is_empty()) {
             root = root.clone().join(part);
         }
-        Lake { root, display: format!("{}/{}", self.display.trim_end_matches('/'), prefix.trim_matches('/')), ..self.clone() }
+        Lake {
+            root,
+            display: format!(
+                "{}/{}",
+                self.display.trim_end_matches('/'),
+                prefix.trim_matches('/')
+            ),
+            ..self.clone()
+        }
     }
 
     /// Sets the retry policy.
@@ -150,13 +178,16 @@ impl Lake {
             .when(is_transient)
             .notify(|e, d| tracing::warn!(op = "put", path = %path, error = %e, retry_in = ?d, "storage unavailable, retrying"))
             .await
-            .map_err(|source| HotError::Storage { op: "put", path: path.to_string(), source })
+            .map_err(|source| HotError::Storage { op: "put", path: path.to_string(), source: Box::new(source) })
     }
 
     /// Creates an object only if it does not exist: the fence of the checkpoint log.
     pub async fn put_if_absent(&self, rel: &str, bytes: Bytes) -> Result<Created, HotError> {
         let path = self.path(rel);
-        let opts = || PutOptions { mode: PutMode::Create, ..PutOptions::default() };
+        let opts = || PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
         let result = (|| async { self.store.put_opts(&path, PutPayload::from_bytes(bytes.clone()), opts()).await })
             .retry(self.backoff())
             .when(is_transient)
@@ -164,8 +195,15 @@ impl Lake {
             .await;
         match result {
             Ok(_) => Ok(Created::Created),
-            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => Ok(Created::AlreadyExists),
-            Err(source) => Err(HotError::Storage { op: "create", path: path.to_string(), source }),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => Ok(Created::AlreadyExists),
+            Err(source) => Err(HotError::Storage {
+                op: "create",
+                path: path.to_string(),
+                source: Box::new(source),
+            }),
         }
     }
 
@@ -180,7 +218,11 @@ impl Lake {
         match result {
             Ok(b) => Ok(Some(b)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(source) => Err(HotError::Storage { op: "get", path: path.to_string(), source }),
+            Err(source) => Err(HotError::Storage {
+                op: "get",
+                path: path.to_string(),
+                source: Box::new(source),
+            }),
         }
     }
 
@@ -193,11 +235,15 @@ impl Lake {
             .when(is_transient)
             .notify(|e, d| tracing::warn!(op = "list", path = %dir, error = %e, retry_in = ?d, "storage unavailable, retrying"))
             .await
-            .map_err(|source| HotError::Storage { op: "list", path: dir.to_string(), source })?;
+            .map_err(|source| HotError::Storage { op: "list", path: dir.to_string(), source: Box::new(source) })?;
         let mut out: Vec<(String, u64)> = items
             .into_iter()
             .filter_map(|m| {
-                let rel: Vec<_> = m.location.prefix_match(&root)?.map(|p| p.as_ref().to_string()).collect();
+                let rel: Vec<_> = m
+                    .location
+                    .prefix_match(&root)?
+                    .map(|p| p.as_ref().to_string())
+                    .collect();
                 Some((rel.join("/"), m.size))
             })
             .collect();
@@ -210,7 +256,11 @@ impl Lake {
         let path = self.path(rel);
         match self.store.delete(&path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(source) => Err(HotError::Storage { op: "delete", path: path.to_string(), source }),
+            Err(source) => Err(HotError::Storage {
+                op: "delete",
+                path: path.to_string(),
+                source: Box::new(source),
+            }),
         }
     }
 }
@@ -221,7 +271,10 @@ fn azure_root(url: &Url) -> &str {
     // `az://container/path` and `abfss://container@account.../path`: the container is the
     // host or user part, so the whole URL path is the root. `https://account.../container/path`: skip the container.
     match url.scheme() {
-        "https" | "http" => path.trim_start_matches('/').split_once('/').map_or("", |(_, rest)| rest),
+        "https" | "http" => path
+            .trim_start_matches('/')
+            .split_once('/')
+            .map_or("", |(_, rest)| rest),
         _ => path,
     }
 }
@@ -263,13 +316,34 @@ mod tests {
     async fn local_lake_put_if_absent_fences_a_second_writer() {
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::open(dir.path().to_str().unwrap(), &[], Some("replay-1")).unwrap();
-        assert_eq!(lake.put_if_absent("_kvlake/a.json", Bytes::from("one")).await.unwrap(), Created::Created);
-        assert_eq!(lake.put_if_absent("_kvlake/a.json", Bytes::from("two")).await.unwrap(), Created::AlreadyExists);
-        assert_eq!(lake.get("_kvlake/a.json").await.unwrap().unwrap(), Bytes::from("one"));
+        assert_eq!(
+            lake.put_if_absent("_kvlake/a.json", Bytes::from("one"))
+                .await
+                .unwrap(),
+            Created::Created
+        );
+        assert_eq!(
+            lake.put_if_absent("_kvlake/a.json", Bytes::from("two"))
+                .await
+                .unwrap(),
+            Created::AlreadyExists
+        );
+        assert_eq!(
+            lake.get("_kvlake/a.json").await.unwrap().unwrap(),
+            Bytes::from("one")
+        );
         assert_eq!(lake.get("_kvlake/missing.json").await.unwrap(), None);
-        lake.put("raw/x.parquet", Bytes::from("data")).await.unwrap();
+        lake.put("raw/x.parquet", Bytes::from("data"))
+            .await
+            .unwrap();
         let listed = lake.list("").await.unwrap();
-        assert_eq!(listed, vec![("_kvlake/a.json".to_string(), 3), ("raw/x.parquet".to_string(), 4)]);
+        assert_eq!(
+            listed,
+            vec![
+                ("_kvlake/a.json".to_string(), 3),
+                ("raw/x.parquet".to_string(), 4)
+            ]
+        );
         assert!(dir.path().join("replay-1/raw/x.parquet").exists());
     }
 
@@ -278,7 +352,10 @@ mod tests {
         let u = Url::parse("https://acct.blob.core.windows.net/lake/data?sig=secret").unwrap();
         assert!(!redact_url(&u).contains("secret"));
         assert_eq!(azure_root(&u), "data");
-        assert_eq!(azure_root(&Url::parse("abfss://lake@acct.dfs.core.windows.net/kv/raw").unwrap()), "/kv/raw");
+        assert_eq!(
+            azure_root(&Url::parse("abfss://lake@acct.dfs.core.windows.net/kv/raw").unwrap()),
+            "/kv/raw"
+        );
         assert!(Lake::open("az://c/p", &[("bogus".into(), "1".into())], None).is_err());
     }
 }

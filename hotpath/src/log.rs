@@ -32,20 +32,39 @@ pub struct PartitionLog {
 impl PartitionLog {
     /// The log of `topic[partition]` in `lake`.
     pub fn new(lake: Lake, topic: &str, partition: i32) -> Self {
-        PartitionLog { lake, topic: topic.to_string(), partition }
+        PartitionLog {
+            lake,
+            topic: topic.to_string(),
+            partition,
+        }
     }
 
-    async fn read<T: DeserializeOwned>(&self, seq: u64, kind: LogEntryKind) -> Result<Option<T>, HotError> {
+    async fn read<T: DeserializeOwned>(
+        &self,
+        seq: u64,
+        kind: LogEntryKind,
+    ) -> Result<Option<T>, HotError> {
         let path = log_entry_path(&self.topic, self.partition, seq, kind);
-        let Some(bytes) = self.lake.get(&path).await? else { return Ok(None) };
-        serde_json::from_slice(&bytes).map(Some).map_err(|e| HotError::LogRecord { path, detail: e.to_string() })
+        let Some(bytes) = self.lake.get(&path).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| HotError::LogRecord {
+                path,
+                detail: e.to_string(),
+            })
     }
 
     /// Sequence numbers of the plans and commits present, ascending.
     async fn entries(&self) -> Result<(Vec<u64>, Vec<u64>), HotError> {
         let mut plans = Vec::new();
         let mut commits = Vec::new();
-        for (path, _) in self.lake.list(&log_dir(&self.topic, self.partition)).await? {
+        for (path, _) in self
+            .lake
+            .list(&log_dir(&self.topic, self.partition))
+            .await?
+        {
             let name = path.rsplit('/').next().unwrap_or_default();
             match parse_log_entry_name(name) {
                 Some((seq, LogEntryKind::Plan)) => plans.push(seq),
@@ -69,7 +88,12 @@ impl PartitionLog {
             Some(&s) => self.read::<BatchCommit>(s, LogEntryKind::Commit).await?,
             None => None,
         };
-        Ok(checkpoint::resume(&self.topic, self.partition, last_plan, last_commit.as_ref())?)
+        Ok(checkpoint::resume(
+            &self.topic,
+            self.partition,
+            last_plan,
+            last_commit.as_ref(),
+        )?)
     }
 
     /// Every commit, in order: what a reader that follows the log sees.
@@ -92,9 +116,16 @@ impl PartitionLog {
             Created::AlreadyExists => {
                 let theirs: Option<BatchPlan> = self.read(plan.seq, LogEntryKind::Plan).await?;
                 Ok(match theirs {
-                    Some(t) if (t.start_offset, t.end_offset) == (plan.start_offset, plan.end_offset) => Fence::Ours,
+                    Some(t)
+                        if (t.start_offset, t.end_offset)
+                            == (plan.start_offset, plan.end_offset) =>
+                    {
+                        Fence::Ours
+                    }
                     Some(t) => Fence::Lost { by: t.writer },
-                    None => Fence::Lost { by: "unknown".into() },
+                    None => Fence::Lost {
+                        by: "unknown".into(),
+                    },
                 })
             }
         }
@@ -103,16 +134,31 @@ impl PartitionLog {
     /// Records a commit after its files are written. An identical commit already there
     /// (another writer finished the same planned batch) counts as ours: same range, same files.
     pub async fn write_commit(&self, commit: &BatchCommit) -> Result<Fence, HotError> {
-        let path = log_entry_path(&self.topic, self.partition, commit.seq, LogEntryKind::Commit);
-        fail::fail_point!("before-commit", |_| Err(HotError::Task("failpoint before-commit".into())));
+        let path = log_entry_path(
+            &self.topic,
+            self.partition,
+            commit.seq,
+            LogEntryKind::Commit,
+        );
+        fail::fail_point!("before-commit", |_| Err(HotError::Task(
+            "failpoint before-commit".into()
+        )));
         match self.lake.put_if_absent(&path, to_json(commit)).await? {
             Created::Created => Ok(Fence::Ours),
             Created::AlreadyExists => {
-                let theirs: Option<BatchCommit> = self.read(commit.seq, LogEntryKind::Commit).await?;
+                let theirs: Option<BatchCommit> =
+                    self.read(commit.seq, LogEntryKind::Commit).await?;
                 Ok(match theirs {
-                    Some(t) if (t.start_offset, t.end_offset) == (commit.start_offset, commit.end_offset) => Fence::Ours,
+                    Some(t)
+                        if (t.start_offset, t.end_offset)
+                            == (commit.start_offset, commit.end_offset) =>
+                    {
+                        Fence::Ours
+                    }
                     Some(t) => Fence::Lost { by: t.writer },
-                    None => Fence::Lost { by: "unknown".into() },
+                    None => Fence::Lost {
+                        by: "unknown".into(),
+                    },
                 })
             }
         }
@@ -167,11 +213,20 @@ mod tests {
         assert_eq!(log.write_plan(&p0).await.unwrap(), Fence::Ours);
         assert_eq!(log.resume().await.unwrap(), Resume::Rerun(p0.clone()));
         // A re-run of the same plan by another writer is not a conflict.
-        assert_eq!(log.write_plan(&plan(0, 0, 10, "b")).await.unwrap(), Fence::Ours);
+        assert_eq!(
+            log.write_plan(&plan(0, 0, 10, "b")).await.unwrap(),
+            Fence::Ours
+        );
         // A different batch under the same number is.
-        assert_eq!(log.write_plan(&plan(0, 0, 12, "b")).await.unwrap(), Fence::Lost { by: "a".into() });
+        assert_eq!(
+            log.write_plan(&plan(0, 0, 12, "b")).await.unwrap(),
+            Fence::Lost { by: "a".into() }
+        );
         assert_eq!(log.write_commit(&commit(&p0)).await.unwrap(), Fence::Ours);
-        assert_eq!(log.resume().await.unwrap(), Resume::From { seq: 1, offset: 10 });
+        assert_eq!(
+            log.resume().await.unwrap(),
+            Resume::From { seq: 1, offset: 10 }
+        );
         assert_eq!(log.commits().await.unwrap(), vec![commit(&p0)]);
     }
 }

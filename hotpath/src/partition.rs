@@ -7,7 +7,9 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use kvlake_schemas::checkpoint::{BatchCommit, BatchPlan, CommittedFile, LOG_FORMAT_VERSION, check_follows};
+use kvlake_schemas::checkpoint::{
+    BatchCommit, BatchPlan, CommittedFile, LOG_FORMAT_VERSION, check_follows,
+};
 use kvlake_schemas::layout::{batch_file_name, partition_dir};
 use kvlake_schemas::time::format_timestamp_micros;
 use tokio::sync::{Semaphore, mpsc};
@@ -61,7 +63,10 @@ pub struct Shared {
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").field("topic", &self.topic).field("lake", &self.lake.display()).finish_non_exhaustive()
+        f.debug_struct("Shared")
+            .field("topic", &self.topic)
+            .field("lake", &self.lake.display())
+            .finish_non_exhaustive()
     }
 }
 
@@ -111,14 +116,18 @@ pub(crate) struct Committed {
 }
 
 fn now_micros() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
 }
 
 impl PartitionTask {
     /// A task for `partition`, starting at `start`.
     pub fn new(shared: Shared, partition: i32, start: StartPoint) -> Self {
         let log = PartitionLog::new(shared.lake.clone(), &shared.topic, partition);
-        let finished = start.stop_offset.is_some_and(|s| start.offset >= s && start.rerun.is_none());
+        let finished = start
+            .stop_offset
+            .is_some_and(|s| start.offset >= s && start.rerun.is_none());
         PartitionTask {
             log,
             partition,
@@ -129,20 +138,31 @@ impl PartitionTask {
             open: None,
             inflight: None,
             planned_end: start.offset,
-            report: PartitionReport { partition, end_offset: start.offset, ..PartitionReport::default() },
+            report: PartitionReport {
+                partition,
+                end_offset: start.offset,
+                ..PartitionReport::default()
+            },
             finished,
             shared,
         }
     }
 
     /// Runs until the partition is done (caught up), stopped, revoked or lost.
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Chunk>, signals: Signals) -> Result<PartitionReport, HotError> {
+    pub async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Chunk>,
+        signals: Signals,
+    ) -> Result<PartitionReport, HotError> {
         let result = self.run_inner(&mut rx, &signals).await;
         if signals.revoked.is_cancelled() {
             if let Some(h) = self.inflight.take() {
                 h.abort();
             }
-            tracing::info!(partition = self.partition, "partition revoked: uncommitted batch dropped");
+            tracing::info!(
+                partition = self.partition,
+                "partition revoked: uncommitted batch dropped"
+            );
             return Ok(self.report);
         }
         result?;
@@ -150,9 +170,16 @@ impl PartitionTask {
         Ok(self.report)
     }
 
-    async fn run_inner(&mut self, rx: &mut mpsc::Receiver<Chunk>, signals: &Signals) -> Result<(), HotError> {
+    async fn run_inner(
+        &mut self,
+        rx: &mut mpsc::Receiver<Chunk>,
+        signals: &Signals,
+    ) -> Result<(), HotError> {
         while !self.finished && self.report.lost_to.is_none() {
-            let deadline = self.open.as_ref().map(|o| o.opened_at + self.shared.limits.max_wait);
+            let deadline = self
+                .open
+                .as_ref()
+                .map(|o| o.opened_at + self.shared.limits.max_wait);
             tokio::select! {
                 biased;
                 _ = signals.revoked.cancelled() => return Ok(()),
@@ -181,30 +208,32 @@ impl PartitionTask {
             if self.finished || m.offset < self.pos {
                 continue; // already in the log, or past what this run reads
             }
-            if let Some(stop) = self.stop_offset {
-                if m.offset >= stop && self.rerun.is_none() {
-                    self.encode(std::mem::take(&mut take)).await?;
-                    self.close(None).await?;
-                    self.finished = true;
-                    break;
-                }
+            if let Some(stop) = self.stop_offset
+                && m.offset >= stop
+                && self.rerun.is_none()
+            {
+                self.encode(std::mem::take(&mut take)).await?;
+                self.close(None).await?;
+                self.finished = true;
+                break;
             }
-            if let Some(plan) = &self.rerun {
-                if m.offset >= plan.end_offset {
-                    let end = plan.end_offset;
-                    self.encode(std::mem::take(&mut take)).await?;
-                    self.close(Some(end)).await?;
-                    self.rerun = None;
-                }
+            if let Some(plan) = &self.rerun
+                && m.offset >= plan.end_offset
+            {
+                let end = plan.end_offset;
+                self.encode(std::mem::take(&mut take)).await?;
+                self.close(Some(end)).await?;
+                self.rerun = None;
             }
-            if let (Some(end_ts), Some(ts)) = (self.shared.ending_timestamp_ms, m.timestamp_ms) {
-                if ts >= end_ts && self.rerun.is_none() {
-                    self.encode(std::mem::take(&mut take)).await?;
-                    self.pos = m.offset;
-                    self.close(Some(m.offset)).await?;
-                    self.finished = true;
-                    break;
-                }
+            if let (Some(end_ts), Some(ts)) = (self.shared.ending_timestamp_ms, m.timestamp_ms)
+                && ts >= end_ts
+                && self.rerun.is_none()
+            {
+                self.encode(std::mem::take(&mut take)).await?;
+                self.pos = m.offset;
+                self.close(Some(m.offset)).await?;
+                self.finished = true;
+                break;
             }
             if self.open.is_none() {
                 let limits = &self.shared.limits;
@@ -221,16 +250,17 @@ impl PartitionTask {
             }
         }
         self.encode(take).await?;
-        if let Some(plan) = &self.rerun {
-            if self.pos >= plan.end_offset {
-                let end = plan.end_offset;
-                self.close(Some(end)).await?;
-                self.rerun = None;
-            }
+        if let Some(plan) = &self.rerun
+            && self.pos >= plan.end_offset
+        {
+            let end = plan.end_offset;
+            self.close(Some(end)).await?;
+            self.rerun = None;
         }
         if self.rerun.is_none() {
             let full = self.open.as_ref().is_some_and(|o| {
-                o.batch.records() >= self.shared.limits.max_records || o.batch.encoded_bytes() >= self.shared.file_target_bytes
+                o.batch.records() >= self.shared.limits.max_records
+                    || o.batch.encoded_bytes() >= self.shared.file_target_bytes
             });
             let caught_up = self.stop_offset.is_some_and(|s| self.pos >= s);
             if full || caught_up {
@@ -248,12 +278,22 @@ impl PartitionTask {
         if msgs.is_empty() {
             return Ok(());
         }
-        let Some(mut open) = self.open.take() else { return Ok(()) };
-        let permit = self.shared.encode_permits.clone().acquire_owned().await.map_err(|e| HotError::Task(e.to_string()))?;
+        let Some(mut open) = self.open.take() else {
+            return Ok(());
+        };
+        let permit = self
+            .shared
+            .encode_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| HotError::Task(e.to_string()))?;
         let (topic, partition) = (self.shared.topic.clone(), self.partition);
         let open = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            open.batch.add(&msgs, &topic, partition, now_micros()).map(|()| open)
+            open.batch
+                .add(&msgs, &topic, partition, now_micros())
+                .map(|()| open)
         })
         .await
         .map_err(|e| HotError::Task(e.to_string()))??;
@@ -263,9 +303,15 @@ impl PartitionTask {
 
     /// Closes the open batch at `end` (default: the current position) and hands it to the writer.
     async fn close(&mut self, end: Option<i64>) -> Result<(), HotError> {
-        let Some(open) = self.open.take() else { return Ok(()) };
+        let Some(open) = self.open.take() else {
+            return Ok(());
+        };
         let end = end.unwrap_or(self.pos);
-        let (start, messages, message_bytes) = (open.start, open.batch.messages(), open.batch.message_bytes());
+        let (start, messages, message_bytes) = (
+            open.start,
+            open.batch.messages(),
+            open.batch.message_bytes(),
+        );
         let files = tokio::task::spawn_blocking(move || open.batch.finish())
             .await
             .map_err(|e| HotError::Task(e.to_string()))??;
@@ -289,12 +335,20 @@ impl PartitionTask {
         self.seq += 1;
         self.planned_end = end;
         let (shared, log) = (self.shared.clone(), self.log.clone());
-        self.inflight = Some(tokio::spawn(write_batch(shared, log, plan, files, message_bytes)));
+        self.inflight = Some(tokio::spawn(write_batch(
+            shared,
+            log,
+            plan,
+            files,
+            message_bytes,
+        )));
         Ok(())
     }
 
     async fn settle_inflight(&mut self) -> Result<(), HotError> {
-        let Some(h) = self.inflight.take() else { return Ok(()) };
+        let Some(h) = self.inflight.take() else {
+            return Ok(());
+        };
         let c = h.await.map_err(|e| HotError::Task(e.to_string()))??;
         if let Some(by) = c.lost_to {
             tracing::warn!(partition = self.partition, other_writer = %by, "another writer owns this partition's log: letting go");
@@ -328,7 +382,13 @@ pub(crate) async fn write_batch(
     let started = Instant::now();
     let (p, start, end) = (plan.partition, plan.start_offset, plan.end_offset);
     if let Fence::Lost { by } = log.write_plan(&plan).await? {
-        return Ok(Committed { end, raw_rows: 0, dead_letter_rows: 0, bytes: 0, lost_to: Some(by) });
+        return Ok(Committed {
+            end,
+            raw_rows: 0,
+            dead_letter_rows: 0,
+            bytes: 0,
+            lost_to: Some(by),
+        });
     }
     fail::fail_point!("after-plan");
     let name = batch_file_name(&shared.topic, p, start, end);
@@ -341,7 +401,12 @@ pub(crate) async fn write_batch(
         } else {
             dead_letter_rows += f.rows;
         }
-        committed.push(CommittedFile { path: path.clone(), table: f.table.to_string(), rows: f.rows, bytes: f.bytes.len() as u64 });
+        committed.push(CommittedFile {
+            path: path.clone(),
+            table: f.table.to_string(),
+            rows: f.rows,
+            bytes: f.bytes.len() as u64,
+        });
         let lake = shared.lake.clone();
         async move { lake.put(&path, f.bytes).await }
     });
@@ -362,7 +427,13 @@ pub(crate) async fn write_batch(
         committed_at: format_timestamp_micros(now_micros()),
     };
     if let Fence::Lost { by } = log.write_commit(&commit).await? {
-        return Ok(Committed { end, raw_rows: 0, dead_letter_rows: 0, bytes: 0, lost_to: Some(by) });
+        return Ok(Committed {
+            end,
+            raw_rows: 0,
+            dead_letter_rows: 0,
+            bytes: 0,
+            lost_to: Some(by),
+        });
     }
     fail::fail_point!("after-commit");
     if let Some(c) = &shared.consumer {
@@ -379,5 +450,11 @@ pub(crate) async fn write_batch(
         took_ms = started.elapsed().as_millis() as u64,
         "batch committed"
     );
-    Ok(Committed { end, raw_rows, dead_letter_rows, bytes: message_bytes, lost_to: None })
+    Ok(Committed {
+        end,
+        raw_rows,
+        dead_letter_rows,
+        bytes: message_bytes,
+        lost_to: None,
+    })
 }

@@ -61,7 +61,11 @@ impl RunSummary {
 
 /// Runs the hot path until caught up, stopped through `shutdown`, or `max_runtime`.
 /// Returns after every open batch is committed, or abandoned once the grace period ends.
-pub async fn run(config: HotConfig, lake: Lake, shutdown: CancellationToken) -> Result<RunSummary, HotError> {
+pub async fn run(
+    config: HotConfig,
+    lake: Lake,
+    shutdown: CancellationToken,
+) -> Result<RunSummary, HotError> {
     let started = Instant::now();
     let queue_kbytes = config.memory_budget_bytes / 16 / 1024;
     let consumer = source::create_consumer(&config.kafka, queue_kbytes)?;
@@ -105,7 +109,9 @@ pub async fn run(config: HotConfig, lake: Lake, shutdown: CancellationToken) -> 
                 tpl.add_partition_offset(&config.topic, *p, Offset::Offset(s.offset))
                     .map_err(|e| HotError::kafka("cannot build the assignment", e))?;
             }
-            consumer.assign(&tpl).map_err(|e| HotError::kafka("cannot assign partitions", e))?;
+            consumer
+                .assign(&tpl)
+                .map_err(|e| HotError::kafka("cannot assign partitions", e))?;
             for (p, s) in starts {
                 router.spawn(p, s);
             }
@@ -118,7 +124,11 @@ pub async fn run(config: HotConfig, lake: Lake, shutdown: CancellationToken) -> 
     }
     let outcome = router.route().await;
     let (reports, abandoned) = router.finish(config.grace).await;
-    let summary = RunSummary { partitions: reports?, elapsed: started.elapsed(), abandoned };
+    let summary = RunSummary {
+        partitions: reports?,
+        elapsed: started.elapsed(),
+        abandoned,
+    };
     outcome?;
     Ok(summary)
 }
@@ -139,11 +149,22 @@ struct Router {
 }
 
 impl Router {
-    fn new(config: &HotConfig, lake: Lake, consumer: Arc<KafkaConsumer>, stop: CancellationToken, partitions: usize) -> Self {
+    fn new(
+        config: &HotConfig,
+        lake: Lake,
+        consumer: Arc<KafkaConsumer>,
+        stop: CancellationToken,
+        partitions: usize,
+    ) -> Self {
         let n = partitions.max(1) as u64;
         // Open batches share half the budget; chunks in flight an eighth.
-        let file_target_bytes = config.batch.file_target_bytes.min(config.memory_budget_bytes / 2 / n).max(1 << 20);
-        let chunk_bytes = (config.memory_budget_bytes / 8 / n / 3).clamp(64 << 10, 1 << 20) as usize;
+        let file_target_bytes = config
+            .batch
+            .file_target_bytes
+            .min(config.memory_budget_bytes / 2 / n)
+            .max(1 << 20);
+        let chunk_bytes =
+            (config.memory_budget_bytes / 8 / n / 3).clamp(64 << 10, 1 << 20) as usize;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let shared = Shared {
             topic: config.topic.clone(),
@@ -174,9 +195,19 @@ impl Router {
     /// Reads each partition's log and the run mode into where it starts and stops.
     async fn start_points(&mut self, parts: &[i32]) -> Result<Vec<(i32, StartPoint)>, HotError> {
         let topic = self.config.topic.clone();
-        let wm = source::watermarks(&self.consumer, &topic, parts, self.config.connect_timeout).await?;
+        let wm =
+            source::watermarks(&self.consumer, &topic, parts, self.config.connect_timeout).await?;
         let by_time = match self.config.starting_timestamp_ms {
-            Some(ts) => source::offsets_for_timestamp(&self.consumer, &topic, parts, ts, self.config.connect_timeout).await,
+            Some(ts) => {
+                source::offsets_for_timestamp(
+                    &self.consumer,
+                    &topic,
+                    parts,
+                    ts,
+                    self.config.connect_timeout,
+                )
+                .await
+            }
             None => HashMap::new(),
         };
         let mut out = Vec::with_capacity(parts.len());
@@ -204,12 +235,25 @@ impl Router {
                 }
             };
             if offset < low {
-                tracing::error!(partition = p, resume_offset = offset, low_watermark = low, "messages before the low watermark were deleted by retention before kvlake read them");
+                tracing::error!(
+                    partition = p,
+                    resume_offset = offset,
+                    low_watermark = low,
+                    "messages before the low watermark were deleted by retention before kvlake read them"
+                );
             }
             let stop_offset = (self.config.mode == RunMode::UntilCaughtUp).then_some(high);
             tracing::info!(partition = p, seq, offset, low, high, "partition starts");
             self.watermarks.insert(p, (low, high));
-            out.push((p, StartPoint { seq, offset, rerun, stop_offset }));
+            out.push((
+                p,
+                StartPoint {
+                    seq,
+                    offset,
+                    rerun,
+                    stop_offset,
+                },
+            ));
         }
         Ok(out)
     }
@@ -218,7 +262,10 @@ impl Router {
         let (tx, rx) = mpsc::channel(2);
         let revoked = CancellationToken::new();
         self.consumer.context().watch(partition, revoked.clone());
-        let signals = Signals { stop: self.stop.clone(), revoked: revoked.clone() };
+        let signals = Signals {
+            stop: self.stop.clone(),
+            revoked: revoked.clone(),
+        };
         let task = PartitionTask::new(self.shared.clone(), partition, start);
         self.tasks.spawn(task.run(rx, signals));
         self.senders.insert(partition, tx);
@@ -238,7 +285,10 @@ impl Router {
                     }
                 }
                 RebalanceEvent::Assigned(parts) => {
-                    let fresh: Vec<i32> = parts.into_iter().filter(|p| !self.senders.contains_key(p)).collect();
+                    let fresh: Vec<i32> = parts
+                        .into_iter()
+                        .filter(|p| !self.senders.contains_key(p))
+                        .collect();
                     for (p, s) in self.start_points(&fresh).await? {
                         self.spawn(p, s);
                     }
@@ -304,15 +354,22 @@ impl Router {
 
     /// Hands a partition's pending chunk to its task; waits while the task is busy.
     async fn send(&mut self, p: i32) {
-        let Some(chunk) = self.pending.remove(&p) else { return };
-        let Some(tx) = self.senders.get(&p) else { return };
+        let Some(chunk) = self.pending.remove(&p) else {
+            return;
+        };
+        let Some(tx) = self.senders.get(&p) else {
+            return;
+        };
         tokio::select! {
             r = tx.send(chunk) => if r.is_err() { self.senders.remove(&p); },
             _ = self.stop.cancelled() => {}
         }
     }
 
-    fn collect(&mut self, done: Result<Result<PartitionReport, HotError>, tokio::task::JoinError>) -> Result<(), HotError> {
+    fn collect(
+        &mut self,
+        done: Result<Result<PartitionReport, HotError>, tokio::task::JoinError>,
+    ) -> Result<(), HotError> {
         match done {
             Ok(Ok(report)) => {
                 self.senders.remove(&report.partition);

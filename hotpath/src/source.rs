@@ -38,19 +38,31 @@ impl SourceContext {
 
     /// Registers the token a partition task watches for revocation.
     pub fn watch(&self, partition: i32, token: CancellationToken) {
-        self.revoked.lock().unwrap_or_else(|p| p.into_inner()).insert(partition, token);
+        self.revoked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(partition, token);
     }
 }
 
 impl ClientContext for SourceContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
         match level {
-            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
                 tracing::error!(target: "librdkafka", facility = fac, "{log_message}")
             }
-            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", facility = fac, "{log_message}"),
-            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => tracing::info!(target: "librdkafka", facility = fac, "{log_message}"),
-            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", facility = fac, "{log_message}"),
+            RDKafkaLogLevel::Warning => {
+                tracing::warn!(target: "librdkafka", facility = fac, "{log_message}")
+            }
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", facility = fac, "{log_message}")
+            }
+            RDKafkaLogLevel::Debug => {
+                tracing::debug!(target: "librdkafka", facility = fac, "{log_message}")
+            }
         }
     }
 
@@ -64,7 +76,11 @@ fn partitions_of(tpl: &TopicPartitionList) -> Vec<i32> {
 }
 
 impl ConsumerContext for SourceContext {
-    fn pre_rebalance(&self, _consumer: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn pre_rebalance(
+        &self,
+        _consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &Rebalance<'_>,
+    ) {
         if let Rebalance::Revoke(tpl) = rebalance {
             let parts = partitions_of(tpl);
             let tokens = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
@@ -74,15 +90,25 @@ impl ConsumerContext for SourceContext {
                 }
             }
             tracing::info!(partitions = ?parts, "partitions revoked");
-            self.events.lock().unwrap_or_else(|p| p.into_inner()).push(RebalanceEvent::Revoked(parts));
+            self.events
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(RebalanceEvent::Revoked(parts));
         }
     }
 
-    fn post_rebalance(&self, _consumer: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(
+        &self,
+        _consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &Rebalance<'_>,
+    ) {
         if let Rebalance::Assign(tpl) = rebalance {
             let parts = partitions_of(tpl);
             tracing::info!(partitions = ?parts, "partitions assigned");
-            self.events.lock().unwrap_or_else(|p| p.into_inner()).push(RebalanceEvent::Assigned(parts));
+            self.events
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(RebalanceEvent::Assigned(parts));
         }
     }
 }
@@ -92,32 +118,63 @@ pub type KafkaConsumer = StreamConsumer<SourceContext>;
 
 /// Builds the consumer: the caller's properties, then the settings exactly-once needs,
 /// which no override may change (offsets are stored by kvlake, after the lake commit).
-pub fn create_consumer(props: &BTreeMap<String, String>, queue_kbytes: u64) -> Result<Arc<KafkaConsumer>, HotError> {
+pub fn create_consumer(
+    props: &BTreeMap<String, String>,
+    queue_kbytes: u64,
+) -> Result<Arc<KafkaConsumer>, HotError> {
     let mut cfg = ClientConfig::new();
     cfg.set("auto.offset.reset", "earliest")
-        .set("queued.max.messages.kbytes", queue_kbytes.clamp(1024, 65_536).to_string())
+        .set(
+            "queued.max.messages.kbytes",
+            queue_kbytes.clamp(1024, 65_536).to_string(),
+        )
         .set("enable.partition.eof", "false");
     for (k, v) in props {
         cfg.set(k, v);
     }
-    cfg.set("enable.auto.commit", "false").set("enable.auto.offset.store", "false");
+    cfg.set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false");
     cfg.create_with_context(SourceContext::default())
         .map(Arc::new)
-        .map_err(|e| HotError::kafka("cannot create the Kafka consumer (check --kafka-option values)", e))
+        .map_err(|e| {
+            HotError::kafka(
+                "cannot create the Kafka consumer (check --kafka-option values)",
+                e,
+            )
+        })
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, HotError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| HotError::Task(e.to_string()))
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, HotError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| HotError::Task(e.to_string()))
 }
 
 /// The topic's partitions, waiting up to `timeout` for the brokers.
-pub async fn partitions(consumer: &Arc<KafkaConsumer>, topic: &str, timeout: Duration) -> Result<Vec<i32>, HotError> {
+pub async fn partitions(
+    consumer: &Arc<KafkaConsumer>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<i32>, HotError> {
     let (c, t) = (consumer.clone(), topic.to_string());
-    let md = blocking(move || c.fetch_metadata(Some(&t), timeout)).await?.map_err(|e| {
-        HotError::kafka(format!("cannot read metadata of topic {topic} within {}", humanize(timeout)), e)
-    })?;
+    let md = blocking(move || c.fetch_metadata(Some(&t), timeout))
+        .await?
+        .map_err(|e| {
+            HotError::kafka(
+                format!(
+                    "cannot read metadata of topic {topic} within {}",
+                    humanize(timeout)
+                ),
+                e,
+            )
+        })?;
     let Some(tm) = md.topics().iter().find(|t| t.name() == topic) else {
-        return Err(HotError::Topic { topic: topic.into(), detail: "not in the broker's metadata".into() });
+        return Err(HotError::Topic {
+            topic: topic.into(),
+            detail: "not in the broker's metadata".into(),
+        });
     };
     if let Some(err) = tm.error() {
         return Err(HotError::Topic {
@@ -127,7 +184,10 @@ pub async fn partitions(consumer: &Arc<KafkaConsumer>, topic: &str, timeout: Dur
     }
     let mut parts: Vec<i32> = tm.partitions().iter().map(|p| p.id()).collect();
     if parts.is_empty() {
-        return Err(HotError::Topic { topic: topic.into(), detail: "has no partitions".into() });
+        return Err(HotError::Topic {
+            topic: topic.into(),
+            detail: "has no partitions".into(),
+        });
     }
     parts.sort_unstable();
     Ok(parts)
@@ -189,10 +249,12 @@ pub async fn offsets_for_timestamp(
 /// the lake is the truth.
 pub fn commit_offset(consumer: &KafkaConsumer, topic: &str, partition: i32, offset: i64) {
     let mut tpl = TopicPartitionList::new();
-    if tpl.add_partition_offset(topic, partition, Offset::Offset(offset)).is_ok() {
-        if let Err(e) = consumer.commit(&tpl, rdkafka::consumer::CommitMode::Async) {
-            tracing::debug!(partition, offset, error = %e, "kafka offset commit failed (the lake log is the truth)");
-        }
+    if tpl
+        .add_partition_offset(topic, partition, Offset::Offset(offset))
+        .is_ok()
+        && let Err(e) = consumer.commit(&tpl, rdkafka::consumer::CommitMode::Async)
+    {
+        tracing::debug!(partition, offset, error = %e, "kafka offset commit failed (the lake log is the truth)");
     }
 }
 

@@ -11,7 +11,7 @@ use crate::secret::Secret;
 
 /// kvlake: Azure Key Vault audit logs from Event Hubs into a Parquet lake, exactly once.
 #[derive(Debug, Parser)]
-#[command(name = "kvlake", version, about, long_about = None, propagate_version = true)]
+#[command(name = "kvlake", version, about, long_about = None, propagate_version = true, args_override_self = true)]
 pub struct Cli {
     /// Log format: text on a terminal, JSON otherwise (auto).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto, env = "KVLAKE_LOG_FORMAT")]
@@ -87,11 +87,19 @@ pub struct HotArgs {
     pub lake: Option<String>,
     /// Object-store setting, repeatable (e.g. azure_storage_account_key=..., use_emulator=true)
     #[arg(long = "storage-option", value_parser = parse_key_value)]
-    #[serde(rename = "storage_options", serialize_with = "to_map", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "storage_options",
+        serialize_with = "to_map",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub storage_option: Vec<(String, String)>,
     /// librdkafka setting, repeatable, applied last (e.g. fetch.wait.max.ms=100)
     #[arg(long = "kafka-option", value_parser = parse_key_value)]
-    #[serde(rename = "kafka_options", serialize_with = "to_map", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "kafka_options",
+        serialize_with = "to_map",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub kafka_option: Vec<(String, String)>,
     /// plaintext (local brokers), ssl, sasl_plaintext, sasl_ssl (default with a connection string)
     #[arg(long)]

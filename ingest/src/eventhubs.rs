@@ -20,7 +20,12 @@ pub fn parse_connection_string(cs: &Secret) -> Result<ConnectionString, String> 
     let mut endpoint = None;
     let mut entity = None;
     let mut has_key = false;
-    for part in cs.expose().split(';').map(str::trim).filter(|p| !p.is_empty()) {
+    for part in cs
+        .expose()
+        .split(';')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
         let Some((k, v)) = part.split_once('=') else {
             return Err("the Event Hubs connection string is not a list of Key=Value pairs separated by `;`".into());
         };
@@ -31,7 +36,9 @@ pub fn parse_connection_string(cs: &Secret) -> Result<ConnectionString, String> 
             _ => {}
         }
     }
-    let endpoint = endpoint.ok_or("the Event Hubs connection string has no Endpoint=sb://<namespace>.servicebus.windows.net/")?;
+    let endpoint = endpoint.ok_or(
+        "the Event Hubs connection string has no Endpoint=sb://<namespace>.servicebus.windows.net/",
+    )?;
     let host = endpoint
         .strip_prefix("sb://")
         .ok_or("the connection string's Endpoint must start with sb://")?
@@ -43,7 +50,10 @@ pub fn parse_connection_string(cs: &Secret) -> Result<ConnectionString, String> 
     if !has_key {
         return Err("the Event Hubs connection string has no SharedAccessKey (copy it from the namespace's or hub's Shared access policies)".into());
     }
-    Ok(ConnectionString { host, entity_path: entity.filter(|e| !e.is_empty()) })
+    Ok(ConnectionString {
+        host,
+        entity_path: entity.filter(|e| !e.is_empty()),
+    })
 }
 
 /// librdkafka settings for Event Hubs with a connection string: SASL_SSL + PLAIN with
@@ -75,7 +85,11 @@ pub fn recommended_settings() -> BTreeMap<String, String> {
 
 /// Whether a broker list points at Event Hubs.
 pub fn is_event_hubs(brokers: &str) -> bool {
-    brokers.split(',').any(|b| b.contains(".servicebus.windows.net") || b.contains(".servicebus.chinacloudapi.cn") || b.contains(".servicebus.usgovcloudapi.net"))
+    brokers.split(',').any(|b| {
+        b.contains(".servicebus.windows.net")
+            || b.contains(".servicebus.chinacloudapi.cn")
+            || b.contains(".servicebus.usgovcloudapi.net")
+    })
 }
 
 #[cfg(test)]
@@ -84,7 +98,9 @@ mod tests {
 
     #[test]
     fn parses_namespace_and_hub() {
-        let cs = Secret::new("Endpoint=sb://ns1.servicebus.windows.net/;SharedAccessKeyName=listen;SharedAccessKey=k3y=;EntityPath=kv-audit");
+        let cs = Secret::new(
+            "Endpoint=sb://ns1.servicebus.windows.net/;SharedAccessKeyName=listen;SharedAccessKey=k3y=;EntityPath=kv-audit",
+        );
         let p = parse_connection_string(&cs).unwrap();
         assert_eq!(p.host, "ns1.servicebus.windows.net");
         assert_eq!(p.entity_path.as_deref(), Some("kv-audit"));
@@ -96,7 +112,11 @@ mod tests {
 
     #[test]
     fn errors_never_quote_the_value() {
-        for bad in ["garbage-with-k3y", "Endpoint=https://x/;SharedAccessKey=k3y", "Endpoint=sb://x/;SharedAccessKeyName=a"] {
+        for bad in [
+            "garbage-with-k3y",
+            "Endpoint=https://x/;SharedAccessKey=k3y",
+            "Endpoint=sb://x/;SharedAccessKeyName=a",
+        ] {
             let e = parse_connection_string(&Secret::new(bad)).unwrap_err();
             assert!(!e.contains("k3y") && !e.contains("garbage"), "{e}");
         }

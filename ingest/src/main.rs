@@ -18,7 +18,10 @@ use crate::cli::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format, &cli.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -33,7 +36,9 @@ fn main() -> ExitCode {
             Command::Convert(args) => commands::convert::run(args).await,
             Command::Generate(args) => commands::generate::run(args),
             Command::Demo(args) => commands::demo::run(args).await,
-            Command::MockBroker(args) => tokio::task::block_in_place(|| commands::mock_broker::run(args)),
+            Command::MockBroker(args) => {
+                tokio::task::block_in_place(|| commands::mock_broker::run(args))
+            }
         }
     });
     match result {
@@ -50,20 +55,23 @@ fn main() -> ExitCode {
 /// Second: exit at once; uncommitted batches are re-read on the next start.
 fn spawn_signal_handler(shutdown: CancellationToken) {
     tokio::spawn(async move {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
         for n in 0.. {
             tokio::select! {
                 _ = term.recv() => {}
                 r = tokio::signal::ctrl_c() => if r.is_err() { return },
             }
             if n == 0 {
-                tracing::info!("signal received: finishing the current batches (send again to exit at once)");
+                tracing::info!(
+                    "signal received: finishing the current batches (send again to exit at once)"
+                );
                 shutdown.cancel();
             } else {
                 eprintln!("second signal: exiting without committing open batches");

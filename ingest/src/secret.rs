@@ -67,4 +67,3 @@ mod tests {
         assert_eq!(s.expose(), "Endpoint=sb://x/;SharedAccessKey=abc");
     }
 }
-

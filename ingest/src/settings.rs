@@ -51,10 +51,27 @@ pub struct HotSettings {
 
 /// Names that `KVLAKE_<NAME>` environment variables may set.
 const ENV_KEYS: &[&str] = &[
-    "brokers", "topic", "group", "lake", "security_protocol", "eventhubs_connection_string", "until_caught_up",
-    "max_runtime", "grace", "starting_offsets", "starting_timestamp", "ending_timestamp", "output_prefix",
-    "batch_max_records", "batch_max_wait", "file_target_size", "memory_budget", "max_message_size", "scale_out",
-    "connect_timeout", "storage_retry_timeout",
+    "brokers",
+    "topic",
+    "group",
+    "lake",
+    "security_protocol",
+    "eventhubs_connection_string",
+    "until_caught_up",
+    "max_runtime",
+    "grace",
+    "starting_offsets",
+    "starting_timestamp",
+    "ending_timestamp",
+    "output_prefix",
+    "batch_max_records",
+    "batch_max_wait",
+    "file_target_size",
+    "memory_budget",
+    "max_message_size",
+    "scale_out",
+    "connect_timeout",
+    "storage_retry_timeout",
 ];
 
 /// Merges the layers.
@@ -62,12 +79,18 @@ pub fn load(args: &HotArgs) -> Result<HotSettings> {
     let mut fig = Figment::new();
     if let Some(path) = &args.config {
         if !path.exists() {
-            bail!("config file {} does not exist (--config / KVLAKE_CONFIG)", path.display());
+            bail!(
+                "config file {} does not exist (--config / KVLAKE_CONFIG)",
+                path.display()
+            );
         }
         fig = fig.merge(Toml::file(path));
     }
-    fig = fig.merge(Env::prefixed("KVLAKE_").only(ENV_KEYS)).merge(Serialized::globals(args));
-    fig.extract::<HotSettings>().map_err(|e| anyhow!("invalid setting: {e}"))
+    fig = fig
+        .merge(Env::prefixed("KVLAKE_").only(ENV_KEYS))
+        .merge(Serialized::globals(args));
+    fig.extract::<HotSettings>()
+        .map_err(|e| anyhow!("invalid setting: {e}"))
 }
 
 /// The lake part of the settings.
@@ -90,7 +113,9 @@ fn duration(name: &str, v: &Option<String>, default: Duration) -> Result<Duratio
 fn size(name: &str, v: &Option<String>, default: u64) -> Result<u64> {
     match v {
         None => Ok(default),
-        Some(s) => parse_size(s).ok_or_else(|| anyhow!("--{name}: `{s}` is not a size (write e.g. 512MiB, 1GiB, 1048576)")),
+        Some(s) => parse_size(s).ok_or_else(|| {
+            anyhow!("--{name}: `{s}` is not a size (write e.g. 512MiB, 1GiB, 1048576)")
+        }),
     }
 }
 
@@ -118,23 +143,40 @@ fn timestamp_ms(name: &str, v: &Option<String>) -> Result<Option<i64>> {
         .map(|s| {
             kvlake_schemas::time::parse_timestamp_micros(s)
                 .map(|us| us / 1000)
-                .ok_or_else(|| anyhow!("--{name}: `{s}` is not an RFC 3339 time (write e.g. 2026-11-01T00:00:00Z)"))
+                .ok_or_else(|| {
+                    anyhow!(
+                        "--{name}: `{s}` is not an RFC 3339 time (write e.g. 2026-11-01T00:00:00Z)"
+                    )
+                })
         })
         .transpose()
 }
 
 fn starting_offsets(v: &Option<String>, topic: &str) -> Result<StartPosition> {
-    let Some(s) = v.as_deref().map(str::trim) else { return Ok(StartPosition::Earliest) };
+    let Some(s) = v.as_deref().map(str::trim) else {
+        return Ok(StartPosition::Earliest);
+    };
     match s {
         "earliest" => Ok(StartPosition::Earliest),
         "latest" => Ok(StartPosition::Latest),
         json => {
-            let bad = || anyhow!("--starting-offsets: write earliest, latest, or JSON like {{\"0\":42,\"1\":-2}} or {{\"{topic}\":{{\"0\":42}}}}");
+            let bad = || {
+                anyhow!(
+                    "--starting-offsets: write earliest, latest, or JSON like {{\"0\":42,\"1\":-2}} or {{\"{topic}\":{{\"0\":42}}}}"
+                )
+            };
             let value: serde_json::Value = serde_json::from_str(json).map_err(|_| bad())?;
-            let map = value.get(topic).unwrap_or(&value).as_object().ok_or_else(bad)?;
+            let map = value
+                .get(topic)
+                .unwrap_or(&value)
+                .as_object()
+                .ok_or_else(bad)?;
             let mut out = HashMap::new();
             for (k, v) in map {
-                out.insert(k.parse::<i32>().map_err(|_| bad())?, v.as_i64().ok_or_else(bad)?);
+                out.insert(
+                    k.parse::<i32>().map_err(|_| bad())?,
+                    v.as_i64().ok_or_else(bad)?,
+                );
             }
             Ok(StartPosition::Offsets(out))
         }
@@ -144,15 +186,27 @@ fn starting_offsets(v: &Option<String>, topic: &str) -> Result<StartPosition> {
 /// Turns settings into the hot path's config, or says what to fix.
 pub fn validate(s: HotSettings) -> Result<(HotConfig, LakeSpec)> {
     let cs = s.eventhubs_connection_string.clone();
-    let parsed_cs = cs.as_ref().map(eventhubs::parse_connection_string).transpose().map_err(|e| anyhow!("--eventhubs-connection-string: {e}"))?;
+    let parsed_cs = cs
+        .as_ref()
+        .map(eventhubs::parse_connection_string)
+        .transpose()
+        .map_err(|e| anyhow!("--eventhubs-connection-string: {e}"))?;
     let brokers = match (&s.brokers, &parsed_cs) {
         (Some(b), _) if !b.trim().is_empty() => b.trim().to_string(),
         (_, Some(p)) => format!("{}:9093", p.host),
-        _ => bail!("missing --brokers (or KVLAKE_BROKERS, or `brokers` in the config file): the Kafka endpoint, e.g. <namespace>.servicebus.windows.net:9093"),
+        _ => bail!(
+            "missing --brokers (or KVLAKE_BROKERS, or `brokers` in the config file): the Kafka endpoint, e.g. <namespace>.servicebus.windows.net:9093"
+        ),
     };
     let topic = match (&s.topic, &parsed_cs) {
         (Some(t), _) if !t.trim().is_empty() => t.trim().to_string(),
-        (_, Some(ConnectionStringWithHub { entity_path: Some(e), .. })) => e.clone(),
+        (
+            _,
+            Some(ConnectionStringWithHub {
+                entity_path: Some(e),
+                ..
+            }),
+        ) => e.clone(),
         _ => bail!("missing --topic (or KVLAKE_TOPIC): the event hub to read"),
     };
     let group = s.group.clone().filter(|g| !g.trim().is_empty()).ok_or_else(|| {
@@ -165,12 +219,18 @@ pub fn validate(s: HotSettings) -> Result<(HotConfig, LakeSpec)> {
     let mut cfg = HotConfig::new(&brokers, &topic, &group);
     let protocol = s.security_protocol.as_deref().map(str::to_ascii_lowercase);
     match (&cs, protocol.as_deref()) {
-        (Some(cs), None | Some("sasl_ssl")) => cfg.kafka.extend(eventhubs::connection_string_settings(cs)),
-        (Some(_), Some(p)) => bail!("--security-protocol {p} cannot carry an Event Hubs connection string: use sasl_ssl (or leave it out)"),
+        (Some(cs), None | Some("sasl_ssl")) => {
+            cfg.kafka.extend(eventhubs::connection_string_settings(cs))
+        }
+        (Some(_), Some(p)) => bail!(
+            "--security-protocol {p} cannot carry an Event Hubs connection string: use sasl_ssl (or leave it out)"
+        ),
         (None, Some(p @ ("plaintext" | "ssl" | "sasl_plaintext" | "sasl_ssl"))) => {
             cfg.kafka.insert("security.protocol".into(), p.to_string());
         }
-        (None, Some(p)) => bail!("--security-protocol `{p}` is not one of plaintext, ssl, sasl_plaintext, sasl_ssl"),
+        (None, Some(p)) => bail!(
+            "--security-protocol `{p}` is not one of plaintext, ssl, sasl_plaintext, sasl_ssl"
+        ),
         (None, None) if eventhubs::is_event_hubs(&brokers) => bail!(
             "{brokers} is an Event Hubs namespace: give --eventhubs-connection-string (or KVLAKE_EVENTHUBS_CONNECTION_STRING)"
         ),
@@ -182,27 +242,44 @@ pub fn validate(s: HotSettings) -> Result<(HotConfig, LakeSpec)> {
         }
     }
     for (k, v) in &s.kafka_options {
-        if matches!(k.as_str(), "enable.auto.commit" | "enable.auto.offset.store") {
-            bail!("--kafka-option {k} cannot be changed: kvlake stores offsets itself, after each lake commit");
+        if matches!(
+            k.as_str(),
+            "enable.auto.commit" | "enable.auto.offset.store"
+        ) {
+            bail!(
+                "--kafka-option {k} cannot be changed: kvlake stores offsets itself, after each lake commit"
+            );
         }
         cfg.kafka.insert(k.clone(), v.clone());
     }
 
-    cfg.mode = if s.until_caught_up || s.ending_timestamp.is_some() { RunMode::UntilCaughtUp } else { RunMode::Service };
-    cfg.max_runtime = s.max_runtime.as_ref().map(|_| duration("max-runtime", &s.max_runtime, Duration::ZERO)).transpose()?;
+    cfg.mode = if s.until_caught_up || s.ending_timestamp.is_some() {
+        RunMode::UntilCaughtUp
+    } else {
+        RunMode::Service
+    };
+    cfg.max_runtime = s
+        .max_runtime
+        .as_ref()
+        .map(|_| duration("max-runtime", &s.max_runtime, Duration::ZERO))
+        .transpose()?;
     cfg.grace = duration("grace", &s.grace, cfg.grace)?;
     cfg.start = starting_offsets(&s.starting_offsets, &topic)?;
     cfg.starting_timestamp_ms = timestamp_ms("starting-timestamp", &s.starting_timestamp)?;
     cfg.ending_timestamp_ms = timestamp_ms("ending-timestamp", &s.ending_timestamp)?;
-    if let (Some(a), Some(b)) = (cfg.starting_timestamp_ms, cfg.ending_timestamp_ms) {
-        if a >= b {
-            bail!("--starting-timestamp must be before --ending-timestamp");
-        }
+    if let (Some(a), Some(b)) = (cfg.starting_timestamp_ms, cfg.ending_timestamp_ms)
+        && a >= b
+    {
+        bail!("--starting-timestamp must be before --ending-timestamp");
     }
-    if (cfg.starting_timestamp_ms.is_some() || cfg.ending_timestamp_ms.is_some() || s.starting_offsets.is_some())
+    if (cfg.starting_timestamp_ms.is_some()
+        || cfg.ending_timestamp_ms.is_some()
+        || s.starting_offsets.is_some())
         && s.output_prefix.is_none()
     {
-        bail!("a replay (--starting-offsets/--starting-timestamp/--ending-timestamp) needs --output-prefix, so it never moves the live checkpoint");
+        bail!(
+            "a replay (--starting-offsets/--starting-timestamp/--ending-timestamp) needs --output-prefix, so it never moves the live checkpoint"
+        );
     }
     if let Some(n) = s.batch_max_records {
         if n == 0 {
@@ -211,16 +288,30 @@ pub fn validate(s: HotSettings) -> Result<(HotConfig, LakeSpec)> {
         cfg.batch.max_records = n;
     }
     cfg.batch.max_wait = duration("batch-max-wait", &s.batch_max_wait, cfg.batch.max_wait)?;
-    cfg.batch.file_target_bytes = size("file-target-size", &s.file_target_size, cfg.batch.file_target_bytes)?;
+    cfg.batch.file_target_bytes = size(
+        "file-target-size",
+        &s.file_target_size,
+        cfg.batch.file_target_bytes,
+    )?;
     cfg.memory_budget_bytes = size("memory-budget", &s.memory_budget, cfg.memory_budget_bytes)?;
     if cfg.memory_budget_bytes < 64 << 20 {
         bail!("--memory-budget must be at least 64MiB");
     }
-    cfg.batch.max_message_bytes = size("max-message-size", &s.max_message_size, cfg.batch.max_message_bytes as u64)? as usize;
+    cfg.batch.max_message_bytes = size(
+        "max-message-size",
+        &s.max_message_size,
+        cfg.batch.max_message_bytes as u64,
+    )? as usize;
     cfg.partitions = s.partitions.clone();
-    cfg.assignment = if s.scale_out { Assignment::Subscribe } else { Assignment::Assign };
+    cfg.assignment = if s.scale_out {
+        Assignment::Subscribe
+    } else {
+        Assignment::Assign
+    };
     if s.scale_out && s.partitions.is_some() {
-        bail!("--partitions and --scale-out exclude each other: the group coordinator picks partitions in scale-out mode");
+        bail!(
+            "--partitions and --scale-out exclude each other: the group coordinator picks partitions in scale-out mode"
+        );
     }
     cfg.connect_timeout = duration("connect-timeout", &s.connect_timeout, cfg.connect_timeout)?;
     cfg.writer_id = format!("{}-pid{}", hostname(), std::process::id());
@@ -228,7 +319,11 @@ pub fn validate(s: HotSettings) -> Result<(HotConfig, LakeSpec)> {
         url: lake,
         options: s.storage_options.into_iter().collect(),
         output_prefix: s.output_prefix,
-        retry_timeout: duration("storage-retry-timeout", &s.storage_retry_timeout, Duration::from_secs(300))?,
+        retry_timeout: duration(
+            "storage-retry-timeout",
+            &s.storage_retry_timeout,
+            Duration::from_secs(300),
+        )?,
     };
     Ok((cfg, spec))
 }
@@ -238,7 +333,11 @@ use eventhubs::ConnectionString as ConnectionStringWithHub;
 fn hostname() -> String {
     std::env::var("HOSTNAME")
         .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_string()))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "host".into())
 }
@@ -262,13 +361,33 @@ mod tests {
         let (cfg, lake) = validate(base()).unwrap();
         assert_eq!(cfg.kafka["bootstrap.servers"], "localhost:9092");
         assert_eq!(lake.url, "./lake");
-        let e = validate(HotSettings { topic: None, ..base() }).unwrap_err().to_string();
+        let e = validate(HotSettings {
+            topic: None,
+            ..base()
+        })
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("--topic"), "{e}");
-        let e = validate(HotSettings { max_runtime: Some("4 parsecs".into()), ..base() }).unwrap_err().to_string();
+        let e = validate(HotSettings {
+            max_runtime: Some("4 parsecs".into()),
+            ..base()
+        })
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("max-runtime"), "{e}");
-        let e = validate(HotSettings { starting_timestamp: Some("2026-11-01T00:00:00Z".into()), ..base() }).unwrap_err().to_string();
+        let e = validate(HotSettings {
+            starting_timestamp: Some("2026-11-01T00:00:00Z".into()),
+            ..base()
+        })
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("--output-prefix"), "{e}");
-        let e = validate(HotSettings { brokers: Some("ns.servicebus.windows.net:9093".into()), ..base() }).unwrap_err().to_string();
+        let e = validate(HotSettings {
+            brokers: Some("ns.servicebus.windows.net:9093".into()),
+            ..base()
+        })
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("connection-string"), "{e}");
     }
 
@@ -277,15 +396,23 @@ mod tests {
         let s = HotSettings {
             brokers: None,
             topic: None,
-            eventhubs_connection_string: Some(Secret::new("Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=r;SharedAccessKey=x;EntityPath=hub")),
+            eventhubs_connection_string: Some(Secret::new(
+                "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=r;SharedAccessKey=x;EntityPath=hub",
+            )),
             ..base()
         };
         let (cfg, _) = validate(s).unwrap();
-        assert_eq!(cfg.kafka["bootstrap.servers"], "ns.servicebus.windows.net:9093");
+        assert_eq!(
+            cfg.kafka["bootstrap.servers"],
+            "ns.servicebus.windows.net:9093"
+        );
         assert_eq!(cfg.topic, "hub");
         assert_eq!(cfg.kafka["sasl.mechanism"], "PLAIN");
         assert_eq!(cfg.kafka["session.timeout.ms"], "30000");
-        assert!(!format!("{cfg:?}").contains("SharedAccessKey=x"), "Debug must redact the password");
+        assert!(
+            !format!("{cfg:?}").contains("SharedAccessKey=x"),
+            "Debug must redact the password"
+        );
     }
 
     #[test]
@@ -294,7 +421,10 @@ mod tests {
         assert_eq!(parse_size("1 GiB"), Some(1 << 30));
         assert_eq!(parse_size("10"), Some(10));
         assert_eq!(parse_size("ten"), None);
-        assert_eq!(starting_offsets(&Some(r#"{"t":{"0":5,"1":-2}}"#.into()), "t").unwrap(), StartPosition::Offsets(HashMap::from([(0, 5), (1, -2)])));
+        assert_eq!(
+            starting_offsets(&Some(r#"{"t":{"0":5,"1":-2}}"#.into()), "t").unwrap(),
+            StartPosition::Offsets(HashMap::from([(0, 5), (1, -2)]))
+        );
         assert!(starting_offsets(&Some("{bad".into()), "t").is_err());
     }
 }

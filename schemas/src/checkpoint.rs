@@ -101,7 +101,9 @@ pub enum LogError {
         detail: String,
     },
     /// A plan or commit that does not start where the previous batch ended.
-    #[error("checkpoint of {topic}[{partition}] batch {seq} starts at offset {start} but the previous batch ended at {expected}: checkpoints only move forward")]
+    #[error(
+        "checkpoint of {topic}[{partition}] batch {seq} starts at offset {start} but the previous batch ended at {expected}: checkpoints only move forward"
+    )]
     Gap {
         /// Topic.
         topic: String,
@@ -115,7 +117,9 @@ pub enum LogError {
         expected: i64,
     },
     /// A log record written by a newer kvlake.
-    #[error("checkpoint log record format {found} is newer than this kvlake understands ({LOG_FORMAT_VERSION}): upgrade kvlake")]
+    #[error(
+        "checkpoint log record format {found} is newer than this kvlake understands ({LOG_FORMAT_VERSION}): upgrade kvlake"
+    )]
     NewerFormat {
         /// Version found.
         found: u32,
@@ -129,8 +133,18 @@ pub fn resume(
     last_plan: Option<BatchPlan>,
     last_commit: Option<&BatchCommit>,
 ) -> Result<Resume, LogError> {
-    let inconsistent = |detail: String| LogError::Inconsistent { topic: topic.to_string(), partition, detail };
-    for v in [last_plan.as_ref().map(|p| p.version), last_commit.map(|c| c.version)].into_iter().flatten() {
+    let inconsistent = |detail: String| LogError::Inconsistent {
+        topic: topic.to_string(),
+        partition,
+        detail,
+    };
+    for v in [
+        last_plan.as_ref().map(|p| p.version),
+        last_commit.map(|c| c.version),
+    ]
+    .into_iter()
+    .flatten()
+    {
         if v > LOG_FORMAT_VERSION {
             return Err(LogError::NewerFormat { found: v });
         }
@@ -139,23 +153,40 @@ pub fn resume(
         (None, None) => Ok(Resume::Fresh),
         (None, Some(c)) => Err(inconsistent(format!("commit {} has no plan", c.seq))),
         (Some(p), None) if p.seq == 0 => Ok(Resume::Rerun(p)),
-        (Some(p), None) => Err(inconsistent(format!("plan {} but no commit before it", p.seq))),
+        (Some(p), None) => Err(inconsistent(format!(
+            "plan {} but no commit before it",
+            p.seq
+        ))),
         (Some(p), Some(c)) if p.seq == c.seq => {
             if (p.start_offset, p.end_offset) != (c.start_offset, c.end_offset) {
-                return Err(inconsistent(format!("commit {} does not match its plan's offsets", c.seq)));
+                return Err(inconsistent(format!(
+                    "commit {} does not match its plan's offsets",
+                    c.seq
+                )));
             }
-            Ok(Resume::From { seq: c.seq + 1, offset: c.end_offset })
+            Ok(Resume::From {
+                seq: c.seq + 1,
+                offset: c.end_offset,
+            })
         }
         (Some(p), Some(c)) if p.seq == c.seq + 1 => {
             check_follows(topic, partition, c.end_offset, &p)?;
             Ok(Resume::Rerun(p))
         }
-        (Some(p), Some(c)) => Err(inconsistent(format!("newest plan is {} but newest commit is {}", p.seq, c.seq))),
+        (Some(p), Some(c)) => Err(inconsistent(format!(
+            "newest plan is {} but newest commit is {}",
+            p.seq, c.seq
+        ))),
     }
 }
 
 /// A new plan must start exactly where the previous batch ended.
-pub fn check_follows(topic: &str, partition: i32, previous_end: i64, plan: &BatchPlan) -> Result<(), LogError> {
+pub fn check_follows(
+    topic: &str,
+    partition: i32,
+    previous_end: i64,
+    plan: &BatchPlan,
+) -> Result<(), LogError> {
     if plan.start_offset != previous_end || plan.end_offset < plan.start_offset {
         return Err(LogError::Gap {
             topic: topic.to_string(),
@@ -206,17 +237,38 @@ mod tests {
     fn resume_decisions() {
         assert_eq!(resume("t", 0, None, None), Ok(Resume::Fresh));
         let p0 = plan(0, 0, 10);
-        assert_eq!(resume("t", 0, Some(p0.clone()), None), Ok(Resume::Rerun(p0.clone())));
-        assert_eq!(resume("t", 0, Some(p0.clone()), Some(&commit(&p0))), Ok(Resume::From { seq: 1, offset: 10 }));
+        assert_eq!(
+            resume("t", 0, Some(p0.clone()), None),
+            Ok(Resume::Rerun(p0.clone()))
+        );
+        assert_eq!(
+            resume("t", 0, Some(p0.clone()), Some(&commit(&p0))),
+            Ok(Resume::From { seq: 1, offset: 10 })
+        );
         let p1 = plan(1, 10, 20);
-        assert_eq!(resume("t", 0, Some(p1.clone()), Some(&commit(&p0))), Ok(Resume::Rerun(p1)));
+        assert_eq!(
+            resume("t", 0, Some(p1.clone()), Some(&commit(&p0))),
+            Ok(Resume::Rerun(p1))
+        );
         let gap = plan(1, 12, 20);
-        assert!(matches!(resume("t", 0, Some(gap), Some(&commit(&p0))), Err(LogError::Gap { .. })));
-        assert!(matches!(resume("t", 0, Some(plan(3, 30, 40)), Some(&commit(&p0))), Err(LogError::Inconsistent { .. })));
-        assert!(matches!(resume("t", 0, None, Some(&commit(&p0))), Err(LogError::Inconsistent { .. })));
+        assert!(matches!(
+            resume("t", 0, Some(gap), Some(&commit(&p0))),
+            Err(LogError::Gap { .. })
+        ));
+        assert!(matches!(
+            resume("t", 0, Some(plan(3, 30, 40)), Some(&commit(&p0))),
+            Err(LogError::Inconsistent { .. })
+        ));
+        assert!(matches!(
+            resume("t", 0, None, Some(&commit(&p0))),
+            Err(LogError::Inconsistent { .. })
+        ));
         let mut newer = plan(0, 0, 1);
         newer.version = 9;
-        assert_eq!(resume("t", 0, Some(newer), None), Err(LogError::NewerFormat { found: 9 }));
+        assert_eq!(
+            resume("t", 0, Some(newer), None),
+            Err(LogError::NewerFormat { found: 9 })
+        );
     }
 
     #[test]

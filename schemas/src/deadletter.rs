@@ -58,7 +58,10 @@ impl Reason {
     /// Whether this reason covers the whole message (`_record_index` is null) rather
     /// than one record of it.
     pub fn is_message_level(self) -> bool {
-        matches!(self, Reason::TooLarge | Reason::NotUtf8 | Reason::InvalidJson | Reason::Empty)
+        matches!(
+            self,
+            Reason::TooLarge | Reason::NotUtf8 | Reason::InvalidJson | Reason::Empty
+        )
     }
 }
 
@@ -76,22 +79,52 @@ fn build(with_partitions: bool) -> SchemaRef {
         f.with_metadata(HashMap::from([("description".to_string(), d.to_string())]))
     };
     let mut fields = vec![
-        doc(Field::new("_source", DataType::Utf8, false), "topic, or input file for `kvlake convert`"),
-        doc(Field::new("_partition", DataType::Int32, false), "Kafka partition; 0 for files"),
-        doc(Field::new("_offset", DataType::Int64, false), "Kafka offset; line number for files"),
+        doc(
+            Field::new("_source", DataType::Utf8, false),
+            "topic, or input file for `kvlake convert`",
+        ),
+        doc(
+            Field::new("_partition", DataType::Int32, false),
+            "Kafka partition; 0 for files",
+        ),
+        doc(
+            Field::new("_offset", DataType::Int64, false),
+            "Kafka offset; line number for files",
+        ),
         doc(
             Field::new("_record_index", DataType::Int32, true),
             "index of the record inside its message; null when the whole message was dead-lettered",
         ),
-        doc(Field::new("_enqueued_time", timestamp_type(), true), "Event Hubs enqueued time; null for files"),
-        doc(Field::new("reason", DataType::Utf8, false), "reason code: too_large, not_utf8, invalid_json, not_an_object, uncoercible_value, missing_field, empty"),
-        doc(Field::new("message", DataType::Utf8, false), "what was wrong, for a person (names the field, never a value)"),
-        doc(Field::new("original", DataType::Binary, false), "the original bytes: the whole message, or the record's JSON text"),
-        doc(Field::new("seen_time", timestamp_type(), false), "when kvlake dead-lettered it, UTC"),
+        doc(
+            Field::new("_enqueued_time", timestamp_type(), true),
+            "Event Hubs enqueued time; null for files",
+        ),
+        doc(
+            Field::new("reason", DataType::Utf8, false),
+            "reason code: too_large, not_utf8, invalid_json, not_an_object, uncoercible_value, missing_field, empty",
+        ),
+        doc(
+            Field::new("message", DataType::Utf8, false),
+            "what was wrong, for a person (names the field, never a value)",
+        ),
+        doc(
+            Field::new("original", DataType::Binary, false),
+            "the original bytes: the whole message, or the record's JSON text",
+        ),
+        doc(
+            Field::new("seen_time", timestamp_type(), false),
+            "when kvlake dead-lettered it, UTC",
+        ),
     ];
     if with_partitions {
-        fields.push(doc(Field::new("date", DataType::Date32, false), "partition: UTC date of `_enqueued_time`, else of `seen_time`"));
-        fields.push(doc(Field::new("hour", DataType::Int32, false), "partition: UTC hour, as `date`"));
+        fields.push(doc(
+            Field::new("date", DataType::Date32, false),
+            "partition: UTC date of `_enqueued_time`, else of `seen_time`",
+        ));
+        fields.push(doc(
+            Field::new("hour", DataType::Int32, false),
+            "partition: UTC hour, as `date`",
+        ));
     }
     let metadata = HashMap::from([(SCHEMA_VERSION_KEY.to_string(), SCHEMA_VERSION.to_string())]);
     Arc::new(Schema::new_with_metadata(fields, metadata))

@@ -16,8 +16,8 @@ use arrow::array::{
     StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::record_batch::RecordBatch;
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::deadletter::{Reason, dead_letter_schema};
@@ -49,7 +49,10 @@ pub struct DecodeOptions {
 
 impl Default for DecodeOptions {
     fn default() -> Self {
-        DecodeOptions { max_message_bytes: 1024 * 1024, seen_time_micros: 0 }
+        DecodeOptions {
+            max_message_bytes: 1024 * 1024,
+            seen_time_micros: 0,
+        }
     }
 }
 
@@ -162,7 +165,8 @@ fn flex(raw: &RawValue) -> Flex<'_> {
             let inner = &t[1..t.len() - 1];
             if inner.contains('\\') {
                 // Valid JSON by construction, so this only fails on lone surrogates.
-                serde_json::from_str::<String>(t).map_or(Flex::Compound(t), |s| Flex::Str(Cow::Owned(s)))
+                serde_json::from_str::<String>(t)
+                    .map_or(Flex::Compound(t), |s| Flex::Str(Cow::Owned(s)))
             } else {
                 Flex::Str(Cow::Borrowed(inner))
             }
@@ -185,14 +189,20 @@ struct Row<'a> {
 
 impl<'a> Row<'a> {
     fn new() -> Self {
-        Row { vals: vec![Flex::Absent; c::COUNT], extra: String::new(), bad_shape: None }
+        Row {
+            vals: vec![Flex::Absent; c::COUNT],
+            extra: String::new(),
+            bad_shape: None,
+        }
     }
 
     fn push_extra(&mut self, prefix: &str, key: &str, raw: &RawValue) {
-        self.extra.push(if self.extra.is_empty() { '{' } else { ',' });
+        self.extra
+            .push(if self.extra.is_empty() { '{' } else { ',' });
         let path = format!("{prefix}{key}");
         // Key text comes from JSON, so it may need escaping again.
-        self.extra.push_str(&serde_json::to_string(&path).unwrap_or_else(|_| "\"?\"".into()));
+        self.extra
+            .push_str(&serde_json::to_string(&path).unwrap_or_else(|_| "\"?\"".into()));
         self.extra.push(':');
         self.extra.push_str(raw.get());
     }
@@ -249,11 +259,19 @@ fn column_of(section: Section, key: &str) -> Option<usize> {
             _ => return None,
         },
         Section::Claims => match key {
-            "oid" | "http://schemas.microsoft.com/identity/claims/objectidentifier" => c::IDENTITY_OBJECT_ID,
+            "oid" | "http://schemas.microsoft.com/identity/claims/objectidentifier" => {
+                c::IDENTITY_OBJECT_ID
+            }
             "upn" | "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn" => c::IDENTITY_UPN,
-            "unique_name" | "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name" => c::IDENTITY_UNIQUE_NAME,
-            "appid" | "azp" | "http://schemas.microsoft.com/identity/claims/appid" => c::IDENTITY_APP_ID,
-            "tid" | "http://schemas.microsoft.com/identity/claims/tenantid" => c::IDENTITY_TENANT_ID,
+            "unique_name" | "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name" => {
+                c::IDENTITY_UNIQUE_NAME
+            }
+            "appid" | "azp" | "http://schemas.microsoft.com/identity/claims/appid" => {
+                c::IDENTITY_APP_ID
+            }
+            "tid" | "http://schemas.microsoft.com/identity/claims/tenantid" => {
+                c::IDENTITY_TENANT_ID
+            }
             "scp" | "http://schemas.microsoft.com/identity/claims/scope" => c::IDENTITY_SCOPE,
             "appidacr" | "azpacr" => c::IDENTITY_APP_ID_ACR,
             "ipaddr" | "http://schemas.microsoft.com/claims/ipaddress" => c::IDENTITY_IP_ADDRESS,
@@ -306,15 +324,18 @@ impl<'de> Visitor<'de> for SectionSeed<'_, 'de> {
         let (row, section) = (self.row, self.section);
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             match (section, key.as_ref()) {
-                (Section::Top, "identity") => {
-                    map.next_value_seed(SectionSeed { row: &mut *row, section: Section::Identity })?
-                }
-                (Section::Top, "properties") => {
-                    map.next_value_seed(SectionSeed { row: &mut *row, section: Section::Properties })?
-                }
-                (Section::Identity, "claim") => {
-                    map.next_value_seed(SectionSeed { row: &mut *row, section: Section::Claims })?
-                }
+                (Section::Top, "identity") => map.next_value_seed(SectionSeed {
+                    row: &mut *row,
+                    section: Section::Identity,
+                })?,
+                (Section::Top, "properties") => map.next_value_seed(SectionSeed {
+                    row: &mut *row,
+                    section: Section::Properties,
+                })?,
+                (Section::Identity, "claim") => map.next_value_seed(SectionSeed {
+                    row: &mut *row,
+                    section: Section::Claims,
+                })?,
                 (_, k) => {
                     let raw: &'de RawValue = map.next_value()?;
                     match column_of(section, k) {
@@ -470,7 +491,10 @@ struct Refusal {
 fn uncoercible(col: usize, what: &str) -> Refusal {
     Refusal {
         reason: Reason::UncoercibleValue,
-        message: format!("field `{}` holds a value that cannot be read as {what}", source_name(col)),
+        message: format!(
+            "field `{}` holds a value that cannot be read as {what}",
+            source_name(col)
+        ),
     }
 }
 
@@ -488,9 +512,13 @@ fn coerce<'a>(col: usize, kind: Kind, v: Flex<'a>) -> Result<Cell<'a>, Refusal> 
         (Kind::Text, Flex::Str(s)) => Cell::Text(s),
         (Kind::Text, Flex::Num(n) | Flex::Compound(n)) => Cell::Text(Cow::Borrowed(n)),
         (Kind::Text, Flex::Bool(b)) => Cell::Text(Cow::Borrowed(if b { "true" } else { "false" })),
-        (Kind::Int64 | Kind::Int32, Flex::Num(n)) => Cell::Int(parse_int(n).ok_or_else(|| uncoercible(col, "an integer"))?),
+        (Kind::Int64 | Kind::Int32, Flex::Num(n)) => {
+            Cell::Int(parse_int(n).ok_or_else(|| uncoercible(col, "an integer"))?)
+        }
         (Kind::Int64 | Kind::Int32, Flex::Str(s)) if s.trim().is_empty() => Cell::Null,
-        (Kind::Int64 | Kind::Int32, Flex::Str(s)) => Cell::Int(parse_int(s.trim()).ok_or_else(|| uncoercible(col, "an integer"))?),
+        (Kind::Int64 | Kind::Int32, Flex::Str(s)) => {
+            Cell::Int(parse_int(s.trim()).ok_or_else(|| uncoercible(col, "an integer"))?)
+        }
         (Kind::Bool, Flex::Bool(b)) => Cell::Bool(b),
         (Kind::Bool, Flex::Num("0")) => Cell::Bool(false),
         (Kind::Bool, Flex::Num("1")) => Cell::Bool(true),
@@ -532,7 +560,9 @@ impl ColumnBuilder {
             Kind::Int64 => ColumnBuilder::Int64(Int64Builder::new()),
             Kind::Int32 => ColumnBuilder::Int32(Int32Builder::new()),
             Kind::Bool => ColumnBuilder::Bool(BooleanBuilder::new()),
-            Kind::Timestamp => ColumnBuilder::Timestamp(TimestampMicrosecondBuilder::new().with_timezone("UTC")),
+            Kind::Timestamp => {
+                ColumnBuilder::Timestamp(TimestampMicrosecondBuilder::new().with_timezone("UTC"))
+            }
             Kind::Date => ColumnBuilder::Date(Date32Builder::new()),
         }
     }
@@ -621,7 +651,8 @@ impl DeadLetterBuilders {
             Arc::new(self.hour.finish()),
         ];
         self.rows = 0;
-        RecordBatch::try_new(dead_letter_schema(), cols).expect("dead-letter builders match their schema")
+        RecordBatch::try_new(dead_letter_schema(), cols)
+            .expect("dead-letter builders match their schema")
     }
 }
 
@@ -648,7 +679,10 @@ impl Decoder {
     pub fn new(options: DecodeOptions) -> Self {
         Decoder {
             options,
-            columns: COLUMNS.iter().map(|col| ColumnBuilder::new(col.kind)).collect(),
+            columns: COLUMNS
+                .iter()
+                .map(|col| ColumnBuilder::new(col.kind))
+                .collect(),
             raw_rows: 0,
             dead: DeadLetterBuilders::new(),
         }
@@ -673,7 +707,10 @@ impl Decoder {
     pub fn decode_message(&mut self, bytes: &[u8], coords: &SourceCoords<'_>) -> MessageOutcome {
         let before = (self.raw_rows, self.dead.rows);
         self.decode_inner(bytes, coords);
-        MessageOutcome { raw_rows: self.raw_rows - before.0, dead_letter_rows: self.dead.rows - before.1 }
+        MessageOutcome {
+            raw_rows: self.raw_rows - before.0,
+            dead_letter_rows: self.dead.rows - before.1,
+        }
     }
 
     fn decode_inner(&mut self, bytes: &[u8], coords: &SourceCoords<'_>) {
@@ -688,14 +725,23 @@ impl Decoder {
         let text = match std::str::from_utf8(bytes) {
             Ok(t) => t,
             Err(e) => {
-                let msg = format!("message is not valid UTF-8 (first bad byte at {})", e.valid_up_to());
+                let msg = format!(
+                    "message is not valid UTF-8 (first bad byte at {})",
+                    e.valid_up_to()
+                );
                 return self.dead_letter(coords, None, Reason::NotUtf8, &msg, bytes);
             }
         };
         // Fast path: a single diagnostic-settings envelope.
         if let Ok(Top::Envelope(records)) = serde_json::from_str::<Top<'_>>(text) {
             if records.is_empty() {
-                return self.dead_letter(coords, None, Reason::Empty, "envelope holds no records", bytes);
+                return self.dead_letter(
+                    coords,
+                    None,
+                    Reason::Empty,
+                    "envelope holds no records",
+                    bytes,
+                );
             }
             for (i, r) in records.iter().enumerate() {
                 self.decode_record(r, coords, i as i32);
@@ -703,8 +749,9 @@ impl Decoder {
             return;
         }
         // General path: one or more JSON values (JSON lines), each an envelope or a record.
-        let values: Result<Vec<&RawValue>, _> =
-            serde_json::Deserializer::from_str(text).into_iter::<&RawValue>().collect();
+        let values: Result<Vec<&RawValue>, _> = serde_json::Deserializer::from_str(text)
+            .into_iter::<&RawValue>()
+            .collect();
         let values = match values {
             Ok(v) => v,
             Err(e) => {
@@ -713,7 +760,13 @@ impl Decoder {
             }
         };
         if values.is_empty() {
-            return self.dead_letter(coords, None, Reason::Empty, "message holds no JSON value", bytes);
+            return self.dead_letter(
+                coords,
+                None,
+                Reason::Empty,
+                "message holds no JSON value",
+                bytes,
+            );
         }
         let mut index = 0i32;
         for v in values {
@@ -731,14 +784,26 @@ impl Decoder {
     fn decode_record(&mut self, raw: &RawValue, coords: &SourceCoords<'_>, index: i32) {
         if !raw.get().starts_with('{') {
             let msg = format!("record {index} is not a JSON object");
-            return self.dead_letter(coords, Some(index), Reason::NotAnObject, &msg, raw.get().as_bytes());
+            return self.dead_letter(
+                coords,
+                Some(index),
+                Reason::NotAnObject,
+                &msg,
+                raw.get().as_bytes(),
+            );
         }
         let mut row = Row::new();
-        let parsed = SectionSeed { row: &mut row, section: Section::Top }
-            .deserialize(&mut serde_json::Deserializer::from_str(raw.get()));
+        let parsed = SectionSeed {
+            row: &mut row,
+            section: Section::Top,
+        }
+        .deserialize(&mut serde_json::Deserializer::from_str(raw.get()));
         let result = match parsed {
             // Cannot happen for a slice that already parsed as JSON; kept as a dead letter, not a panic.
-            Err(e) => Err(Refusal { reason: Reason::InvalidJson, message: strip_value(&e) }),
+            Err(e) => Err(Refusal {
+                reason: Reason::InvalidJson,
+                message: strip_value(&e),
+            }),
             Ok(()) => self.append_row(row, coords, index),
         };
         if let Err(r) = result {
@@ -749,7 +814,12 @@ impl Decoder {
 
     /// Validates and coerces every value first, then appends: a refused record leaves
     /// no partial row behind.
-    fn append_row(&mut self, mut row: Row<'_>, coords: &SourceCoords<'_>, index: i32) -> Result<(), Refusal> {
+    fn append_row(
+        &mut self,
+        mut row: Row<'_>,
+        coords: &SourceCoords<'_>,
+        index: i32,
+    ) -> Result<(), Refusal> {
         if let Some(part) = row.bad_shape {
             return Err(Refusal {
                 reason: Reason::UncoercibleValue,
@@ -759,7 +829,9 @@ impl Decoder {
         let time = match std::mem::take(&mut row.vals[c::TIME]) {
             Flex::Absent | Flex::Null => return Err(missing("time")),
             Flex::Str(s) if s.trim().is_empty() => return Err(missing("time")),
-            Flex::Str(s) => parse_timestamp_micros(&s).ok_or_else(|| uncoercible(c::TIME, "a timestamp"))?,
+            Flex::Str(s) => {
+                parse_timestamp_micros(&s).ok_or_else(|| uncoercible(c::TIME, "a timestamp"))?
+            }
             _ => return Err(uncoercible(c::TIME, "a timestamp")),
         };
         let mut cells: Vec<Cell<'_>> = Vec::with_capacity(c::COUNT);
@@ -790,7 +862,14 @@ impl Decoder {
         Ok(())
     }
 
-    fn dead_letter(&mut self, coords: &SourceCoords<'_>, index: Option<i32>, reason: Reason, message: &str, original: &[u8]) {
+    fn dead_letter(
+        &mut self,
+        coords: &SourceCoords<'_>,
+        index: Option<i32>,
+        reason: Reason,
+        message: &str,
+        original: &[u8],
+    ) {
         let d = &mut self.dead;
         d.source.append_value(coords.source);
         d.partition.append_value(coords.partition);
@@ -801,7 +880,11 @@ impl Decoder {
         d.message.append_value(message);
         d.original.append_value(original);
         d.seen_time.append_value(self.options.seen_time_micros);
-        let (day, hour) = day_and_hour(coords.enqueued_time_micros.unwrap_or(self.options.seen_time_micros));
+        let (day, hour) = day_and_hour(
+            coords
+                .enqueued_time_micros
+                .unwrap_or(self.options.seen_time_micros),
+        );
         d.date.append_value(day);
         d.hour.append_value(hour);
         d.rows += 1;
@@ -819,12 +902,20 @@ impl Decoder {
 }
 
 fn missing(field: &str) -> Refusal {
-    Refusal { reason: Reason::MissingField, message: format!("required field `{field}` is missing, null or empty") }
+    Refusal {
+        reason: Reason::MissingField,
+        message: format!("required field `{field}` is missing, null or empty"),
+    }
 }
 
 /// serde_json errors quote no input, but keep only the category and position anyway.
 fn strip_value(e: &serde_json::Error) -> String {
-    format!("{:?} error at line {} column {}", e.classify(), e.line(), e.column())
+    format!(
+        "{:?} error at line {} column {}",
+        e.classify(),
+        e.line(),
+        e.column()
+    )
 }
 
 /// Fills the derived columns from the coerced ones.
@@ -851,10 +942,10 @@ fn derive(cells: &mut [Cell<'_>], time: i64) {
     };
     if let Some(uri) = uri {
         let o = parse_object_uri(&uri);
-        if matches!(cells[c::VAULT_NAME], Cell::Null) {
-            if let Some(v) = o.vault_from_host {
-                cells[c::VAULT_NAME] = Cell::Text(Cow::Owned(v));
-            }
+        if matches!(cells[c::VAULT_NAME], Cell::Null)
+            && let Some(v) = o.vault_from_host
+        {
+            cells[c::VAULT_NAME] = Cell::Text(Cow::Owned(v));
         }
         let own = |v: Option<&str>| v.map_or(Cell::Null, |s| Cell::Text(Cow::Owned(s.to_owned())));
         cells[c::OBJECT_KIND] = o.kind.map_or(Cell::Null, |k| Cell::Text(Cow::Borrowed(k)));

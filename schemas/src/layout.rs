@@ -13,18 +13,32 @@ pub const META_PREFIX: &str = "_kvlake";
 /// `<table>/date=YYYY-MM-DD/hour=HH`: Hive-style, read as partitions by Spark, DuckDB,
 /// Polars and DataFusion. The leading `_` of [`META_PREFIX`] makes those readers skip it.
 pub fn partition_dir(table: &str, day: i32, hour: i32) -> String {
-    format!("{table}/date={}/hour={hour:02}", format_date(i64::from(day)))
+    format!(
+        "{table}/date={}/hour={hour:02}",
+        format_date(i64::from(day))
+    )
 }
 
 /// A name safe in every object store path segment.
 pub fn path_safe(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' }).collect()
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Data file of one batch: derived only from the topic partition and the offset range,
 /// so re-running a planned batch writes the very same names.
 pub fn batch_file_name(topic: &str, partition: i32, start_offset: i64, end_offset: i64) -> String {
-    format!("{}-{partition:04}-{start_offset:020}-{end_offset:020}.parquet", path_safe(topic))
+    format!(
+        "{}-{partition:04}-{start_offset:020}-{end_offset:020}.parquet",
+        path_safe(topic)
+    )
 }
 
 /// Folder of one topic partition's checkpoint log.
@@ -63,7 +77,10 @@ pub fn parse_log_entry_name(file_name: &str) -> Option<(u64, LogEntryKind)> {
         "commit.json" => LogEntryKind::Commit,
         _ => return None,
     };
-    (seq.len() == 20).then(|| seq.parse().ok()).flatten().map(|s| (s, kind))
+    (seq.len() == 20)
+        .then(|| seq.parse().ok())
+        .flatten()
+        .map(|s| (s, kind))
 }
 
 #[cfg(test)]
@@ -72,13 +89,22 @@ mod tests {
 
     #[test]
     fn names_are_deterministic_and_sortable() {
-        assert_eq!(partition_dir(RAW_TABLE, 20_416, 5), "raw/date=2025-11-24/hour=05");
-        assert_eq!(batch_file_name("kv/audit", 3, 100, 250), "kv_audit-0003-00000000000000000100-00000000000000000250.parquet");
+        assert_eq!(
+            partition_dir(RAW_TABLE, 20_416, 5),
+            "raw/date=2025-11-24/hour=05"
+        );
+        assert_eq!(
+            batch_file_name("kv/audit", 3, 100, 250),
+            "kv_audit-0003-00000000000000000100-00000000000000000250.parquet"
+        );
         let p = log_entry_path("audit", 1, 42, LogEntryKind::Commit);
         assert_eq!(p, "_kvlake/log/audit/0001/00000000000000000042.commit.json");
         let name = p.rsplit('/').next().unwrap();
         assert_eq!(parse_log_entry_name(name), Some((42, LogEntryKind::Commit)));
         assert_eq!(parse_log_entry_name("42.plan.json"), None);
-        assert_eq!(parse_log_entry_name("00000000000000000042.plan.json.tmp"), None);
+        assert_eq!(
+            parse_log_entry_name("00000000000000000042.plan.json.tmp"),
+            None
+        );
     }
 }

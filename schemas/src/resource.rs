@@ -50,10 +50,10 @@ pub fn parse_object_uri(uri: &str) -> ObjectRef<'_> {
     let rest = uri.split_once("://").map_or(uri, |(_, r)| r);
     let rest = rest.split(['?', '#']).next().unwrap_or("");
     let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-    if let Some((first, _)) = host.split_once('.') {
-        if !first.is_empty() {
-            out.vault_from_host = Some(first.to_ascii_lowercase());
-        }
+    if let Some((first, _)) = host.split_once('.')
+        && !first.is_empty()
+    {
+        out.vault_from_host = Some(first.to_ascii_lowercase());
     }
     let mut segs = path.split('/').filter(|s| !s.is_empty());
     out.kind = match segs.next().map(str::to_ascii_lowercase).as_deref() {
@@ -73,7 +73,9 @@ mod tests {
 
     #[test]
     fn resource_id_parts() {
-        let r = parse_resource_id("/SUBSCRIPTIONS/AB-12/RESOURCEGROUPS/RG-SEC/PROVIDERS/MICROSOFT.KEYVAULT/VAULTS/KV-PROD-01");
+        let r = parse_resource_id(
+            "/SUBSCRIPTIONS/AB-12/RESOURCEGROUPS/RG-SEC/PROVIDERS/MICROSOFT.KEYVAULT/VAULTS/KV-PROD-01",
+        );
         assert_eq!(r.subscription_id.as_deref(), Some("ab-12"));
         assert_eq!(r.resource_group.as_deref(), Some("rg-sec"));
         assert_eq!(r.vault_name.as_deref(), Some("kv-prod-01"));
@@ -83,8 +85,18 @@ mod tests {
 
     #[test]
     fn object_uris() {
-        let o = parse_object_uri("https://KV-1.vault.azure.net/secrets/db-password/5f2c?api-version=7.4");
-        assert_eq!((o.vault_from_host.as_deref(), o.kind, o.name, o.version), (Some("kv-1"), Some("secret"), Some("db-password"), Some("5f2c")));
+        let o = parse_object_uri(
+            "https://KV-1.vault.azure.net/secrets/db-password/5f2c?api-version=7.4",
+        );
+        assert_eq!(
+            (o.vault_from_host.as_deref(), o.kind, o.name, o.version),
+            (
+                Some("kv-1"),
+                Some("secret"),
+                Some("db-password"),
+                Some("5f2c")
+            )
+        );
         let o = parse_object_uri("https://kv-1.vault.azure.net/keys?api-version=7.4");
         assert_eq!((o.kind, o.name), (Some("key"), None));
         let o = parse_object_uri("https://kv-1.vault.azure.net/deletedcertificates/c1");

@@ -20,8 +20,8 @@ pub fn parse_timestamp_micros(s: &str) -> Option<i64> {
     if b[4] != b'-' || b[7] != b'-' {
         return None;
     }
-    let month = digits(b, 5, 2)? as u32;
-    let day = digits(b, 8, 2)? as u32;
+    let month = digits(b, 5, 2)?;
+    let day = digits(b, 8, 2)?;
     if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
         return None;
     }
@@ -74,7 +74,11 @@ pub fn parse_timestamp_micros(s: &str) -> Option<i64> {
                 return None;
             }
             let offset = (h * 60 + m) * 60_000_000;
-            Some(if *sign == b'+' { micros - offset } else { micros + offset })
+            Some(if *sign == b'+' {
+                micros - offset
+            } else {
+                micros + offset
+            })
         }
         _ => None,
     }
@@ -160,18 +164,45 @@ mod tests {
     fn parses_azure_monitor_forms() {
         let base = parse_timestamp_micros("2026-11-01T10:15:30Z").unwrap();
         assert_eq!(base, 1_793_528_130_000_000);
-        assert_eq!(parse_timestamp_micros("2026-11-01T10:15:30.1234567Z"), Some(base + 123_456));
-        assert_eq!(parse_timestamp_micros("2026-11-01T10:15:30.5"), Some(base + 500_000));
-        assert_eq!(parse_timestamp_micros("2026-11-01 10:15:30.123+00:00"), Some(base + 123_000));
-        assert_eq!(parse_timestamp_micros("2026-11-01T12:15:30+02:00"), Some(base));
-        assert_eq!(parse_timestamp_micros("2026-11-01T05:15:30-0500"), Some(base));
-        assert_eq!(parse_timestamp_micros("2026-11-01"), Some(base - (10 * 3600 + 15 * 60 + 30) * 1_000_000));
+        assert_eq!(
+            parse_timestamp_micros("2026-11-01T10:15:30.1234567Z"),
+            Some(base + 123_456)
+        );
+        assert_eq!(
+            parse_timestamp_micros("2026-11-01T10:15:30.5"),
+            Some(base + 500_000)
+        );
+        assert_eq!(
+            parse_timestamp_micros("2026-11-01 10:15:30.123+00:00"),
+            Some(base + 123_000)
+        );
+        assert_eq!(
+            parse_timestamp_micros("2026-11-01T12:15:30+02:00"),
+            Some(base)
+        );
+        assert_eq!(
+            parse_timestamp_micros("2026-11-01T05:15:30-0500"),
+            Some(base)
+        );
+        assert_eq!(
+            parse_timestamp_micros("2026-11-01"),
+            Some(base - (10 * 3600 + 15 * 60 + 30) * 1_000_000)
+        );
     }
 
     #[test]
     fn rejects_garbage() {
-        for s in ["", "yesterday", "2026-13-01T00:00:00Z", "2026-02-30T00:00:00Z", "2026-11-01T25:00:00Z",
-            "2026-11-01T10:15:30.Z", "2026-11-01T10:15:30.1234567890Z", "2026-11-01T10:15:30+2", "2026-11-01T10:15:30 UTC"] {
+        for s in [
+            "",
+            "yesterday",
+            "2026-13-01T00:00:00Z",
+            "2026-02-30T00:00:00Z",
+            "2026-11-01T25:00:00Z",
+            "2026-11-01T10:15:30.Z",
+            "2026-11-01T10:15:30.1234567890Z",
+            "2026-11-01T10:15:30+2",
+            "2026-11-01T10:15:30 UTC",
+        ] {
             assert_eq!(parse_timestamp_micros(s), None, "{s}");
         }
     }
@@ -184,6 +215,9 @@ mod tests {
         }
         assert_eq!(format_date(0), "1970-01-01");
         assert_eq!(day_and_hour(-1), (-1, 23));
-        assert_eq!(format_timestamp_micros(1_793_528_130_123_456), "2026-11-01T10:15:30.123456Z");
+        assert_eq!(
+            format_timestamp_micros(1_793_528_130_123_456),
+            "2026-11-01T10:15:30.123456Z"
+        );
     }
 }

@@ -6,7 +6,12 @@ use kvlake_hotpath::{BatchLimits, Lake};
 use crate::cli::ConvertArgs;
 
 pub async fn run(args: &ConvertArgs) -> Result<()> {
-    let lake = Lake::open(&args.lake, &args.storage_option, args.output_prefix.as_deref()).context("cannot open the lake")?;
+    let lake = Lake::open(
+        &args.lake,
+        &args.storage_option,
+        args.output_prefix.as_deref(),
+    )
+    .context("cannot open the lake")?;
     let writer = format!("convert-pid{}", std::process::id());
     let s = kvlake_hotpath::files::convert(&args.inputs, &lake, &BatchLimits::default(), &writer)
         .await

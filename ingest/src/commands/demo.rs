@@ -9,8 +9,8 @@ use anyhow::{Context, Result, bail, ensure};
 use arrow::array::{Array, AsArray};
 use kvlake_generator::{Attack, Generator, GeneratorConfig, MessageKind};
 use kvlake_hotpath::{HotConfig, Lake, RunMode};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -28,20 +28,32 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     ensure!(args.partitions >= 1, "--partitions must be at least 1");
     let dir = prepare_lake_dir(&args.lake)?;
     let broker = EmbeddedBroker::start(&[TOPIC.to_string()], args.partitions)?;
-    println!("1. embedded Kafka-protocol broker (librdkafka mock cluster) at {}, topic {TOPIC} with {} partitions", broker.bootstrap, args.partitions);
+    println!(
+        "1. embedded Kafka-protocol broker (librdkafka mock cluster) at {}, topic {TOPIC} with {} partitions",
+        broker.bootstrap, args.partitions
+    );
 
     let (messages, records, bad, bytes_per_partition) = produce(&broker.bootstrap, args)?;
     let total: u64 = bytes_per_partition.values().sum();
-    println!("2. produced {records} synthetic AuditEvent records in {messages} messages ({:.1} MB, {bad} deliberately malformed)", total as f64 / 1e6);
+    println!(
+        "2. produced {records} synthetic AuditEvent records in {messages} messages ({:.1} MB, {bad} deliberately malformed)",
+        total as f64 / 1e6
+    );
     verify_broker_kept_everything(&broker.bootstrap, &bytes_per_partition, args.partitions)?;
 
     let lake = Lake::open(&args.lake, &[], None)?;
-    lake.put(MARKER, bytes::Bytes::from_static(b"{\"written_by\":\"kvlake demo\"}")).await?;
+    lake.put(
+        MARKER,
+        bytes::Bytes::from_static(b"{\"written_by\":\"kvlake demo\"}"),
+    )
+    .await?;
     let mut cfg = HotConfig::new(&broker.bootstrap, TOPIC, "kvlake-demo");
     cfg.mode = RunMode::UntilCaughtUp;
     cfg.batch.max_wait = Duration::from_secs(5);
     let started = Instant::now();
-    let summary = kvlake_hotpath::run(cfg, lake.clone(), CancellationToken::new()).await.context("hot path failed")?;
+    let summary = kvlake_hotpath::run(cfg, lake.clone(), CancellationToken::new())
+        .await
+        .context("hot path failed")?;
     let secs = started.elapsed().as_secs_f64();
     println!(
         "3. hot path --until-caught-up: {} rows + {} dead letters committed in {} batches, {secs:.1}s",
@@ -54,12 +66,24 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         "records produced ({records}) != rows + dead letters ({})",
         summary.raw_rows() + summary.dead_letter_rows()
     );
-    println!("   every record accounted for: {records} produced = {} raw + {} dead-lettered", summary.raw_rows(), summary.dead_letter_rows());
+    println!(
+        "   every record accounted for: {records} produced = {} raw + {} dead-lettered",
+        summary.raw_rows(),
+        summary.dead_letter_rows()
+    );
 
     report(&dir)?;
-    println!("6. cold path (aggregates, baselines, anomalies): not built yet; it lands with the cold-path issue.");
-    println!("\nThe lake is in {}: read it with DuckDB, Polars, Spark or DataFusion, e.g.", dir.display());
-    println!("   duckdb -c \"select vault_name, operation_name, count(*) from read_parquet('{}/raw/**/*.parquet', hive_partitioning=true) group by all order by 3 desc limit 10\"", dir.display());
+    println!(
+        "6. cold path (aggregates, baselines, anomalies): not built yet; it lands with the cold-path issue."
+    );
+    println!(
+        "\nThe lake is in {}: read it with DuckDB, Polars, Spark or DataFusion, e.g.",
+        dir.display()
+    );
+    println!(
+        "   duckdb -c \"select vault_name, operation_name, count(*) from read_parquet('{}/raw/**/*.parquet', hive_partitioning=true) group by all order by 3 desc limit 10\"",
+        dir.display()
+    );
     drop(broker);
     Ok(())
 }
@@ -72,7 +96,10 @@ fn prepare_lake_dir(lake: &str) -> Result<std::path::PathBuf> {
     }
     if dir.exists() && std::fs::read_dir(&dir)?.next().is_some() {
         if !dir.join(MARKER).exists() {
-            bail!("{} is not empty and was not written by `kvlake demo`: choose another --lake", dir.display());
+            bail!(
+                "{} is not empty and was not written by `kvlake demo`: choose another --lake",
+                dir.display()
+            );
         }
         std::fs::remove_dir_all(&dir).with_context(|| format!("cannot empty {}", dir.display()))?;
     }
@@ -95,9 +122,18 @@ fn produce(bootstrap: &str, args: &DemoArgs) -> Result<(u64, usize, u64, HashMap
         bad_message_rate: 0.005,
         events_per_second: 0.5,
         attacks: vec![
-            Attack::MassSecretRetrieval { at_micros: day / 2, count: 60 },
-            Attack::DeniedBurst { at_micros: day / 3, count: 30 },
-            Attack::SensitiveOperation { at_micros: day / 4, operation: "SecretPurge".into() },
+            Attack::MassSecretRetrieval {
+                at_micros: day / 2,
+                count: 60,
+            },
+            Attack::DeniedBurst {
+                at_micros: day / 3,
+                count: 30,
+            },
+            Attack::SensitiveOperation {
+                at_micros: day / 4,
+                operation: "SecretPurge".into(),
+            },
         ],
         ..GeneratorConfig::default()
     });
@@ -114,27 +150,47 @@ fn produce(bootstrap: &str, args: &DemoArgs) -> Result<(u64, usize, u64, HashMap
         };
         let p = (messages % args.partitions as u64) as i32;
         *sizes.entry(p).or_default() += m.bytes.len() as u64;
-        let rec = BaseRecord::<(), [u8]>::to(TOPIC).partition(p).payload(&m.bytes).timestamp(m.event_time_micros / 1000);
+        let rec = BaseRecord::<(), [u8]>::to(TOPIC)
+            .partition(p)
+            .payload(&m.bytes)
+            .timestamp(m.event_time_micros / 1000);
         if let Err((e, _)) = producer.send(rec) {
             bail!("producing to the embedded broker: {e}");
         }
         producer.poll(Duration::ZERO);
         messages += 1;
     }
-    producer.flush(Duration::from_secs(30)).context("flushing the demo producer")?;
+    producer
+        .flush(Duration::from_secs(30))
+        .context("flushing the demo producer")?;
     if let Some((p, b)) = sizes.iter().find(|(_, b)| **b > PARTITION_LIMIT * 9 / 10) {
-        bail!("partition {p} got {b} bytes, too close to the mock broker's 5 MiB per partition: use more --partitions or fewer --records");
+        bail!(
+            "partition {p} got {b} bytes, too close to the mock broker's 5 MiB per partition: use more --partitions or fewer --records"
+        );
     }
     Ok((messages, records, bad, sizes))
 }
 
 /// The mock broker silently drops a partition's oldest data past 5 MiB: check nothing went.
-fn verify_broker_kept_everything(bootstrap: &str, sizes: &HashMap<i32, u64>, partitions: i32) -> Result<()> {
-    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap).set("group.id", "kvlake-demo-check").create()?;
+fn verify_broker_kept_everything(
+    bootstrap: &str,
+    sizes: &HashMap<i32, u64>,
+    partitions: i32,
+) -> Result<()> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "kvlake-demo-check")
+        .create()?;
     for p in 0..partitions {
         let (low, high) = c.fetch_watermarks(TOPIC, p, Duration::from_secs(10))?;
-        ensure!(low == 0, "the broker dropped messages of partition {p} (low watermark {low}); produce less");
-        ensure!(high > 0 || sizes.get(&p).copied().unwrap_or(0) == 0, "partition {p} is empty");
+        ensure!(
+            low == 0,
+            "the broker dropped messages of partition {p} (low watermark {low}); produce less"
+        );
+        ensure!(
+            high > 0 || sizes.get(&p).copied().unwrap_or(0) == 0,
+            "partition {p} is empty"
+        );
     }
     Ok(())
 }
@@ -151,17 +207,33 @@ fn report(dir: &std::path::Path) -> Result<()> {
             let rows = builder.metadata().file_metadata().num_rows() as u64;
             let e = files.entry(table).or_default();
             *e = (e.0 + 1, e.1 + rows, e.2 + std::fs::metadata(&path)?.len());
-            let wanted: &[&str] = if table == "raw" { &["vault_name", "result_class"] } else { &["reason"] };
+            let wanted: &[&str] = if table == "raw" {
+                &["vault_name", "result_class"]
+            } else {
+                &["reason"]
+            };
             let schema = builder.parquet_schema();
-            let idx: Vec<usize> = (0..schema.num_columns()).filter(|&i| wanted.contains(&schema.column(i).name())).collect();
+            let idx: Vec<usize> = (0..schema.num_columns())
+                .filter(|&i| wanted.contains(&schema.column(i).name()))
+                .collect();
             let mask = ProjectionMask::leaves(schema, idx);
             for batch in builder.with_projection(mask).build()? {
                 let batch = batch?;
                 if table == "raw" {
-                    let column = |name: &str| batch.column_by_name(name).map(|c| c.as_string::<i32>().clone());
-                    let (Some(v), Some(r)) = (column("vault_name"), column("result_class")) else { bail!("raw file without vault_name/result_class") };
+                    let column = |name: &str| {
+                        batch
+                            .column_by_name(name)
+                            .map(|c| c.as_string::<i32>().clone())
+                    };
+                    let (Some(v), Some(r)) = (column("vault_name"), column("result_class")) else {
+                        bail!("raw file without vault_name/result_class")
+                    };
                     for i in 0..batch.num_rows() {
-                        let vault = if v.is_valid(i) { v.value(i).to_string() } else { "?".into() };
+                        let vault = if v.is_valid(i) {
+                            v.value(i).to_string()
+                        } else {
+                            "?".into()
+                        };
                         *vaults.entry((vault, r.value(i).to_string())).or_default() += 1;
                     }
                 } else {
@@ -175,9 +247,19 @@ fn report(dir: &std::path::Path) -> Result<()> {
     }
     println!("4. the lake:");
     for (table, (n, rows, bytes)) in &files {
-        println!("   {table:<11} {n:>4} Parquet files (zstd), {rows:>7} rows, {:>8.2} MB, partitioned date=/hour=", *bytes as f64 / 1e6);
+        println!(
+            "   {table:<11} {n:>4} Parquet files (zstd), {rows:>7} rows, {:>8.2} MB, partitioned date=/hour=",
+            *bytes as f64 / 1e6
+        );
     }
-    println!("   dead letters by reason: {}", reasons.iter().map(|(r, n)| format!("{r}={n}")).collect::<Vec<_>>().join(", "));
+    println!(
+        "   dead letters by reason: {}",
+        reasons
+            .iter()
+            .map(|(r, n)| format!("{r}={n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     println!("5. busiest vaults (read back from the raw files):");
     let mut per_vault: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for ((v, class), n) in &vaults {
@@ -188,10 +270,13 @@ fn report(dir: &std::path::Path) -> Result<()> {
         }
     }
     let mut top: Vec<_> = per_vault.into_iter().collect();
-    top.sort_by(|a, b| b.1.0.cmp(&a.1.0));
-    println!("   {:<16} {:>10} {:>12}", "vault", "operations", "not success");
+    top.sort_by_key(|t| std::cmp::Reverse(t.1.0));
+    println!(
+        "   {:<24} {:>10} {:>12}",
+        "vault", "operations", "not success"
+    );
     for (v, (ops, failed)) in top.into_iter().take(5) {
-        println!("   {v:<16} {ops:>10} {failed:>12}");
+        println!("   {v:<24} {ops:>10} {failed:>12}");
     }
     Ok(())
 }

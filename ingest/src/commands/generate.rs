@@ -8,7 +8,11 @@ use kvlake_generator::{Format, Generator, GeneratorConfig, MessageKind};
 use crate::cli::{GenerateArgs, GenerateFormat};
 
 pub fn run(args: &GenerateArgs) -> Result<()> {
-    let mut g = Generator::new(GeneratorConfig { seed: args.seed, bad_message_rate: args.bad_rate, ..GeneratorConfig::default() });
+    let mut g = Generator::new(GeneratorConfig {
+        seed: args.seed,
+        bad_message_rate: args.bad_rate,
+        ..GeneratorConfig::default()
+    });
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
     let mut buf = Vec::with_capacity(1 << 20);
@@ -28,7 +32,11 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
             }
             (format, _) => {
                 let n = left.min(10_000);
-                let format = if format == GenerateFormat::Lines { Format::Lines } else { Format::Envelope };
+                let format = if format == GenerateFormat::Lines {
+                    Format::Lines
+                } else {
+                    Format::Envelope
+                };
                 g.write_records(n, format, &mut buf);
                 left -= n;
             }
@@ -40,5 +48,13 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
             return Err(e).context("writing to stdout");
         }
     }
-    out.flush().or_else(|e| if e.kind() == std::io::ErrorKind::BrokenPipe { Ok(()) } else { Err(e) }).context("writing to stdout")
+    out.flush()
+        .or_else(|e| {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })
+        .context("writing to stdout")
 }

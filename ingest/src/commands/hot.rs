@@ -12,9 +12,14 @@ pub async fn run(args: &HotArgs, shutdown: CancellationToken) -> Result<()> {
     let (cfg, spec) = settings::validate(settings::load(args)?)?;
     let lake = Lake::open(&spec.url, &spec.options, spec.output_prefix.as_deref())
         .context("cannot open the lake (--lake, --storage-option)")?
-        .with_retry(StorageRetry { total: spec.retry_timeout, ..StorageRetry::default() });
+        .with_retry(StorageRetry {
+            total: spec.retry_timeout,
+            ..StorageRetry::default()
+        });
     tracing::info!(lake = lake.display(), topic = %cfg.topic, mode = ?cfg.mode, assignment = ?cfg.assignment, writer = %cfg.writer_id, "kvlake hot starting");
-    let summary = kvlake_hotpath::run(cfg, lake, shutdown).await.context("hot path stopped")?;
+    let summary = kvlake_hotpath::run(cfg, lake, shutdown)
+        .await
+        .context("hot path stopped")?;
     let secs = summary.elapsed.as_secs_f64().max(1e-9);
     tracing::info!(
         rows = summary.raw_rows(),

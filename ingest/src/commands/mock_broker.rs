@@ -26,25 +26,34 @@ impl EmbeddedBroker {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<String, String>>();
         let (stop, stop_rx) = std::sync::mpsc::channel::<()>();
         let topics = topics.to_vec();
-        let thread = std::thread::Builder::new().name("mock-broker".into()).spawn(move || {
-            let cluster = match MockCluster::new(1) {
-                Ok(c) => c,
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e.to_string()));
-                    return;
+        let thread = std::thread::Builder::new()
+            .name("mock-broker".into())
+            .spawn(move || {
+                let cluster = match MockCluster::new(1) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                for t in &topics {
+                    if let Err(e) = cluster.create_topic(t, partitions, 1) {
+                        let _ = ready_tx.send(Err(format!("creating topic {t}: {e}")));
+                        return;
+                    }
                 }
-            };
-            for t in &topics {
-                if let Err(e) = cluster.create_topic(t, partitions, 1) {
-                    let _ = ready_tx.send(Err(format!("creating topic {t}: {e}")));
-                    return;
-                }
-            }
-            let _ = ready_tx.send(Ok(cluster.bootstrap_servers()));
-            let _ = stop_rx.recv();
-        })?;
-        let bootstrap = ready_rx.recv().context("mock broker thread died")?.map_err(anyhow::Error::msg)?;
-        Ok(EmbeddedBroker { bootstrap, stop, thread: Some(thread) })
+                let _ = ready_tx.send(Ok(cluster.bootstrap_servers()));
+                let _ = stop_rx.recv();
+            })?;
+        let bootstrap = ready_rx
+            .recv()
+            .context("mock broker thread died")?
+            .map_err(anyhow::Error::msg)?;
+        Ok(EmbeddedBroker {
+            bootstrap,
+            stop,
+            thread: Some(thread),
+        })
     }
 }
 

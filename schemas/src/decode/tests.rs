@@ -8,11 +8,18 @@ use proptest::prelude::*;
 use super::*;
 use crate::raw::column_index;
 
-const COORDS: SourceCoords<'static> =
-    SourceCoords { source: "audit", partition: 3, offset: 42, enqueued_time_micros: Some(1_793_528_130_000_000) };
+const COORDS: SourceCoords<'static> = SourceCoords {
+    source: "audit",
+    partition: 3,
+    offset: 42,
+    enqueued_time_micros: Some(1_793_528_130_000_000),
+};
 
 fn decode(msg: &str) -> DecodeOutput {
-    let mut d = Decoder::new(DecodeOptions { seen_time_micros: 7, ..DecodeOptions::default() });
+    let mut d = Decoder::new(DecodeOptions {
+        seen_time_micros: 7,
+        ..DecodeOptions::default()
+    });
     d.decode_message(msg.as_bytes(), &COORDS);
     d.finish()
 }
@@ -39,7 +46,9 @@ fn boolean(b: &RecordBatch, col: &str, row: usize) -> Option<bool> {
 
 fn reasons(out: &DecodeOutput) -> Vec<(Option<i32>, String)> {
     let b = &out.dead_letter;
-    (0..b.num_rows()).map(|i| (int32(b, "_record_index", i), text(b, "reason", i).unwrap())).collect()
+    (0..b.num_rows())
+        .map(|i| (int32(b, "_record_index", i), text(b, "reason", i).unwrap()))
+        .collect()
 }
 
 const REAL: &str = r#"{"records":[{"time":"2026-11-01T10:15:30.1234567Z","category":"AuditEvent","operationName":"SecretGet","resultType":"Success","correlationId":"c-1","callerIpAddress":"10.1.2.3","identity":{"claim":{"http://schemas.microsoft.com/identity/claims/objectidentifier":"oid-1","appid":"app-1","http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn":"alice@contoso.com","tid":"tid-1","xms_az_nwperimid":["p1","p2"],"newclaim":5}},"properties":{"id":"https://kv-prod-01.vault.azure.net/secrets/db-password/5f2c","requestUri":"https://kv-prod-01.vault.azure.net/secrets/db-password?api-version=7.4","httpStatusCode":"403","clientInfo":"azsdk","isAccessPolicyMatch":"False","isRbacAuthorized":true,"tlsVersion":"TLS1_2","secretProperties":{"attributes":{"enabled":true}},"brandNew":"x"},"resourceId":"/SUBSCRIPTIONS/SUB-1/RESOURCEGROUPS/RG-SEC/PROVIDERS/MICROSOFT.KEYVAULT/VAULTS/KV-PROD-01","operationVersion":"7.4","resultSignature":"Forbidden","durationMs":"23","type":"AzureDiagnostics"}]}"#;
@@ -47,23 +56,63 @@ const REAL: &str = r#"{"records":[{"time":"2026-11-01T10:15:30.1234567Z","catego
 #[test]
 fn column_positions_match_schema() {
     let named = [
-        (c::SOURCE, "_source"), (c::PARTITION, "_partition"), (c::OFFSET, "_offset"), (c::RECORD_INDEX, "_record_index"),
-        (c::ENQUEUED_TIME, "_enqueued_time"), (c::TIME, "time"), (c::RESOURCE_ID, "resource_id"),
-        (c::OPERATION_NAME, "operation_name"), (c::OPERATION_VERSION, "operation_version"), (c::CATEGORY, "category"),
-        (c::RESULT_TYPE, "result_type"), (c::RESULT_SIGNATURE, "result_signature"), (c::RESULT_DESCRIPTION, "result_description"),
-        (c::DURATION_MS, "duration_ms"), (c::CALLER_IP_ADDRESS, "caller_ip_address"), (c::CORRELATION_ID, "correlation_id"),
-        (c::IDENTITY_OBJECT_ID, "identity_object_id"), (c::IDENTITY_UPN, "identity_upn"), (c::IDENTITY_UNIQUE_NAME, "identity_unique_name"),
-        (c::IDENTITY_APP_ID, "identity_app_id"), (c::IDENTITY_TENANT_ID, "identity_tenant_id"), (c::IDENTITY_SCOPE, "identity_scope"),
-        (c::IDENTITY_APP_ID_ACR, "identity_app_id_acr"), (c::IDENTITY_IP_ADDRESS, "identity_ip_address"), (c::IDENTITY_TYPE, "identity_type"),
-        (c::IDENTITY_MANAGED_IDENTITY_ID, "identity_managed_identity_id"), (c::IDENTITY_NETWORK_PERIMETER_IDS, "identity_network_perimeter_ids"),
-        (c::PROPERTIES_ID, "properties_id"), (c::REQUEST_URI, "request_uri"), (c::HTTP_STATUS_CODE, "http_status_code"),
-        (c::CLIENT_INFO, "client_info"), (c::IS_ACCESS_POLICY_MATCH, "is_access_policy_match"), (c::IS_RBAC_AUTHORIZED, "is_rbac_authorized"),
-        (c::TLS_VERSION, "tls_version"), (c::APPLIED_ASSIGNMENT_ID, "applied_assignment_id"),
-        (c::ADDRESS_AUTHORIZATION_TYPE, "address_authorization_type"), (c::TRUSTED_SERVICE, "trusted_service"),
-        (c::SECRET_PROPERTIES, "secret_properties"), (c::KEY_PROPERTIES, "key_properties"), (c::CERTIFICATE_PROPERTIES, "certificate_properties"),
-        (c::NESTED_PROPERTIES, "nested_properties"), (c::RESULT_CLASS, "result_class"), (c::SUBSCRIPTION_ID, "subscription_id"),
-        (c::RESOURCE_GROUP, "resource_group"), (c::VAULT_NAME, "vault_name"), (c::OBJECT_KIND, "object_kind"),
-        (c::OBJECT_NAME, "object_name"), (c::OBJECT_VERSION, "object_version"), (c::EXTRA, "extra"), (c::DATE, "date"), (c::HOUR, "hour"),
+        (c::SOURCE, "_source"),
+        (c::PARTITION, "_partition"),
+        (c::OFFSET, "_offset"),
+        (c::RECORD_INDEX, "_record_index"),
+        (c::ENQUEUED_TIME, "_enqueued_time"),
+        (c::TIME, "time"),
+        (c::RESOURCE_ID, "resource_id"),
+        (c::OPERATION_NAME, "operation_name"),
+        (c::OPERATION_VERSION, "operation_version"),
+        (c::CATEGORY, "category"),
+        (c::RESULT_TYPE, "result_type"),
+        (c::RESULT_SIGNATURE, "result_signature"),
+        (c::RESULT_DESCRIPTION, "result_description"),
+        (c::DURATION_MS, "duration_ms"),
+        (c::CALLER_IP_ADDRESS, "caller_ip_address"),
+        (c::CORRELATION_ID, "correlation_id"),
+        (c::IDENTITY_OBJECT_ID, "identity_object_id"),
+        (c::IDENTITY_UPN, "identity_upn"),
+        (c::IDENTITY_UNIQUE_NAME, "identity_unique_name"),
+        (c::IDENTITY_APP_ID, "identity_app_id"),
+        (c::IDENTITY_TENANT_ID, "identity_tenant_id"),
+        (c::IDENTITY_SCOPE, "identity_scope"),
+        (c::IDENTITY_APP_ID_ACR, "identity_app_id_acr"),
+        (c::IDENTITY_IP_ADDRESS, "identity_ip_address"),
+        (c::IDENTITY_TYPE, "identity_type"),
+        (
+            c::IDENTITY_MANAGED_IDENTITY_ID,
+            "identity_managed_identity_id",
+        ),
+        (
+            c::IDENTITY_NETWORK_PERIMETER_IDS,
+            "identity_network_perimeter_ids",
+        ),
+        (c::PROPERTIES_ID, "properties_id"),
+        (c::REQUEST_URI, "request_uri"),
+        (c::HTTP_STATUS_CODE, "http_status_code"),
+        (c::CLIENT_INFO, "client_info"),
+        (c::IS_ACCESS_POLICY_MATCH, "is_access_policy_match"),
+        (c::IS_RBAC_AUTHORIZED, "is_rbac_authorized"),
+        (c::TLS_VERSION, "tls_version"),
+        (c::APPLIED_ASSIGNMENT_ID, "applied_assignment_id"),
+        (c::ADDRESS_AUTHORIZATION_TYPE, "address_authorization_type"),
+        (c::TRUSTED_SERVICE, "trusted_service"),
+        (c::SECRET_PROPERTIES, "secret_properties"),
+        (c::KEY_PROPERTIES, "key_properties"),
+        (c::CERTIFICATE_PROPERTIES, "certificate_properties"),
+        (c::NESTED_PROPERTIES, "nested_properties"),
+        (c::RESULT_CLASS, "result_class"),
+        (c::SUBSCRIPTION_ID, "subscription_id"),
+        (c::RESOURCE_GROUP, "resource_group"),
+        (c::VAULT_NAME, "vault_name"),
+        (c::OBJECT_KIND, "object_kind"),
+        (c::OBJECT_NAME, "object_name"),
+        (c::OBJECT_VERSION, "object_version"),
+        (c::EXTRA, "extra"),
+        (c::DATE, "date"),
+        (c::HOUR, "hour"),
     ];
     assert_eq!(named.len(), c::COUNT);
     assert_eq!(COLUMNS.len(), c::COUNT);
@@ -79,23 +128,35 @@ fn real_export_decodes_with_both_claim_forms_and_derived_columns() {
     assert_eq!(out.dead_letter.num_rows(), 0, "{:?}", reasons(&out));
     let b = &out.raw;
     assert_eq!(b.num_rows(), 1);
-    let ts = b.column_by_name("time").unwrap().as_primitive::<TimestampMicrosecondType>();
+    let ts = b
+        .column_by_name("time")
+        .unwrap()
+        .as_primitive::<TimestampMicrosecondType>();
     assert_eq!(ts.value(0), 1_793_528_130_123_456);
     assert_eq!(text(b, "_source", 0).as_deref(), Some("audit"));
     assert_eq!(int32(b, "_partition", 0), Some(3));
     assert_eq!(int64(b, "_offset", 0), Some(42));
     assert_eq!(int32(b, "_record_index", 0), Some(0));
     assert_eq!(text(b, "identity_object_id", 0).as_deref(), Some("oid-1"));
-    assert_eq!(text(b, "identity_upn", 0).as_deref(), Some("alice@contoso.com"));
+    assert_eq!(
+        text(b, "identity_upn", 0).as_deref(),
+        Some("alice@contoso.com")
+    );
     assert_eq!(text(b, "identity_app_id", 0).as_deref(), Some("app-1"));
-    assert_eq!(text(b, "identity_network_perimeter_ids", 0).as_deref(), Some(r#"["p1","p2"]"#));
+    assert_eq!(
+        text(b, "identity_network_perimeter_ids", 0).as_deref(),
+        Some(r#"["p1","p2"]"#)
+    );
     assert_eq!(int64(b, "duration_ms", 0), Some(23));
     assert_eq!(int32(b, "http_status_code", 0), Some(403));
     assert_eq!(text(b, "result_type", 0).as_deref(), Some("Success"));
     assert_eq!(text(b, "result_class", 0).as_deref(), Some("client_error"));
     assert_eq!(boolean(b, "is_access_policy_match", 0), Some(false));
     assert_eq!(boolean(b, "is_rbac_authorized", 0), Some(true));
-    assert_eq!(text(b, "secret_properties", 0).as_deref(), Some(r#"{"attributes":{"enabled":true}}"#));
+    assert_eq!(
+        text(b, "secret_properties", 0).as_deref(),
+        Some(r#"{"attributes":{"enabled":true}}"#)
+    );
     assert_eq!(text(b, "vault_name", 0).as_deref(), Some("kv-prod-01"));
     assert_eq!(text(b, "subscription_id", 0).as_deref(), Some("sub-1"));
     assert_eq!(text(b, "resource_group", 0).as_deref(), Some("rg-sec"));
@@ -104,15 +165,24 @@ fn real_export_decodes_with_both_claim_forms_and_derived_columns() {
     assert_eq!(text(b, "object_version", 0).as_deref(), Some("5f2c"));
     assert_eq!(text(b, "result_description", 0), None);
     let extra: serde_json::Value = serde_json::from_str(&text(b, "extra", 0).unwrap()).unwrap();
-    assert_eq!(extra, serde_json::json!({"identity.claim.newclaim": 5, "properties.brandNew": "x", "type": "AzureDiagnostics"}));
-    let date = b.column_by_name("date").unwrap().as_primitive::<Date32Type>().value(0);
+    assert_eq!(
+        extra,
+        serde_json::json!({"identity.claim.newclaim": 5, "properties.brandNew": "x", "type": "AzureDiagnostics"})
+    );
+    let date = b
+        .column_by_name("date")
+        .unwrap()
+        .as_primitive::<Date32Type>()
+        .value(0);
     assert_eq!(crate::time::format_date(i64::from(date)), "2026-11-01");
     assert_eq!(int32(b, "hour", 0), Some(10));
 }
 
 #[test]
 fn coercions() {
-    let rec = |extra: &str| format!(r#"{{"time":"2026-11-01T10:00:00Z","operationName":"KeySign"{extra}}}"#);
+    let rec = |extra: &str| {
+        format!(r#"{{"time":"2026-11-01T10:00:00Z","operationName":"KeySign"{extra}}}"#)
+    };
     let cases: &[(&str, &str, Option<i64>)] = &[
         (r#","durationMs":17"#, "duration_ms", Some(17)),
         (r#","durationMs":"17""#, "duration_ms", Some(17)),
@@ -128,22 +198,52 @@ fn coercions() {
         assert_eq!(out.raw.num_rows(), 1, "{field}: {:?}", reasons(&out));
         assert_eq!(int64(&out.raw, col, 0), *want, "{field}");
     }
-    let out = decode(&rec(r#","properties":{"httpStatusCode":"429","isRbacAuthorized":"TRUE","isAccessPolicyMatch":0}"#));
+    let out = decode(&rec(
+        r#","properties":{"httpStatusCode":"429","isRbacAuthorized":"TRUE","isAccessPolicyMatch":0}"#,
+    ));
     assert_eq!(int32(&out.raw, "http_status_code", 0), Some(429));
-    assert_eq!(text(&out.raw, "result_class", 0).as_deref(), Some("throttled"));
+    assert_eq!(
+        text(&out.raw, "result_class", 0).as_deref(),
+        Some("throttled")
+    );
     assert_eq!(boolean(&out.raw, "is_rbac_authorized", 0), Some(true));
     assert_eq!(boolean(&out.raw, "is_access_policy_match", 0), Some(false));
-    let out = decode(&rec(r#","resultDescription":12,"callerIpAddress":true,"operationVersion":"7.\u0034""#));
-    assert_eq!(text(&out.raw, "result_description", 0).as_deref(), Some("12"));
-    assert_eq!(text(&out.raw, "caller_ip_address", 0).as_deref(), Some("true"));
-    assert_eq!(text(&out.raw, "operation_version", 0).as_deref(), Some("7.4"));
-    assert_eq!(text(&out.raw, "result_class", 0).as_deref(), Some("unknown"));
+    let out = decode(&rec(
+        r#","resultDescription":12,"callerIpAddress":true,"operationVersion":"7.\u0034""#,
+    ));
+    assert_eq!(
+        text(&out.raw, "result_description", 0).as_deref(),
+        Some("12")
+    );
+    assert_eq!(
+        text(&out.raw, "caller_ip_address", 0).as_deref(),
+        Some("true")
+    );
+    assert_eq!(
+        text(&out.raw, "operation_version", 0).as_deref(),
+        Some("7.4")
+    );
+    assert_eq!(
+        text(&out.raw, "result_class", 0).as_deref(),
+        Some("unknown")
+    );
     let out = decode(&rec(r#","properties":{"httpStatusCode":503}"#));
-    assert_eq!(text(&out.raw, "result_class", 0).as_deref(), Some("server_error"));
+    assert_eq!(
+        text(&out.raw, "result_class", 0).as_deref(),
+        Some("server_error")
+    );
     // Timestamp forms: no fraction, offset zone, no zone.
-    for (t, want) in [("2026-11-01T12:00:00+02:00", 1_793_527_200_000_000), ("2026-11-01T10:00:00", 1_793_527_200_000_000), ("2026-11-01T10:00:00.000001Z", 1_793_527_200_000_001)] {
+    for (t, want) in [
+        ("2026-11-01T12:00:00+02:00", 1_793_527_200_000_000),
+        ("2026-11-01T10:00:00", 1_793_527_200_000_000),
+        ("2026-11-01T10:00:00.000001Z", 1_793_527_200_000_001),
+    ] {
         let out = decode(&format!(r#"{{"time":"{t}","operationName":"X"}}"#));
-        let ts = out.raw.column_by_name("time").unwrap().as_primitive::<TimestampMicrosecondType>();
+        let ts = out
+            .raw
+            .column_by_name("time")
+            .unwrap()
+            .as_primitive::<TimestampMicrosecondType>();
         assert_eq!(ts.value(0), want, "{t}");
     }
     // identity null, claim empty: fine.
@@ -153,7 +253,10 @@ fn coercions() {
 
 #[test]
 fn every_dead_letter_reason() {
-    let mut d = Decoder::new(DecodeOptions { max_message_bytes: 200, seen_time_micros: 7 });
+    let mut d = Decoder::new(DecodeOptions {
+        max_message_bytes: 200,
+        seen_time_micros: 7,
+    });
     let cases: Vec<(Vec<u8>, Reason, Option<i32>)> = vec![
         (vec![b' '; 201], Reason::TooLarge, None),
         (b"{\"records\":[{\"time\":\"\xff\"}]}".to_vec(), Reason::NotUtf8, None),
@@ -174,24 +277,45 @@ fn every_dead_letter_reason() {
     ];
     for (bytes, _, _) in &cases {
         let o = d.decode_message(bytes, &COORDS);
-        assert_eq!(o, MessageOutcome { raw_rows: 0, dead_letter_rows: 1 }, "{}", String::from_utf8_lossy(bytes));
+        assert_eq!(
+            o,
+            MessageOutcome {
+                raw_rows: 0,
+                dead_letter_rows: 1
+            },
+            "{}",
+            String::from_utf8_lossy(bytes)
+        );
     }
     let out = d.finish();
     let got = reasons(&out);
     for (i, (bytes, reason, index)) in cases.iter().enumerate() {
-        assert_eq!(got[i], (*index, reason.code().to_string()), "{}", String::from_utf8_lossy(bytes));
+        assert_eq!(
+            got[i],
+            (*index, reason.code().to_string()),
+            "{}",
+            String::from_utf8_lossy(bytes)
+        );
         assert_eq!(reason.is_message_level(), index.is_none());
     }
     let covered: std::collections::HashSet<_> = cases.iter().map(|c| c.1).collect();
     assert_eq!(covered.len(), Reason::ALL.len(), "every reason has a case");
     // Original bytes: whole message for message-level reasons, the record's text otherwise.
-    let orig = out.dead_letter.column_by_name("original").unwrap().as_binary::<i32>();
+    let orig = out
+        .dead_letter
+        .column_by_name("original")
+        .unwrap()
+        .as_binary::<i32>();
     assert_eq!(orig.value(1), cases[1].0.as_slice());
     assert_eq!(orig.value(3), b"42");
     // Messages name the field, never the value.
     let msg = text(&out.dead_letter, "message", 5).unwrap();
     assert!(msg.contains("durationMs") && !msg.contains("fast"), "{msg}");
-    let seen = out.dead_letter.column_by_name("seen_time").unwrap().as_primitive::<TimestampMicrosecondType>();
+    let seen = out
+        .dead_letter
+        .column_by_name("seen_time")
+        .unwrap()
+        .as_primitive::<TimestampMicrosecondType>();
     assert_eq!(seen.value(0), 7);
 }
 
@@ -200,8 +324,20 @@ fn bad_record_does_not_spoil_its_neighbours() {
     let msg = r#"{"records":[{"time":"2026-11-01T10:00:00Z","operationName":"A"},{"operationName":"B"},"x",{"time":"2026-11-01T11:00:00Z","operationName":"C"}]}"#;
     let out = decode(msg);
     assert_eq!(out.raw.num_rows(), 2);
-    assert_eq!((int32(&out.raw, "_record_index", 0), int32(&out.raw, "_record_index", 1)), (Some(0), Some(3)));
-    assert_eq!(reasons(&out), vec![(Some(1), "missing_field".into()), (Some(2), "not_an_object".into())]);
+    assert_eq!(
+        (
+            int32(&out.raw, "_record_index", 0),
+            int32(&out.raw, "_record_index", 1)
+        ),
+        (Some(0), Some(3))
+    );
+    assert_eq!(
+        reasons(&out),
+        vec![
+            (Some(1), "missing_field".into()),
+            (Some(2), "not_an_object".into())
+        ]
+    );
 }
 
 #[test]
@@ -243,23 +379,51 @@ fn arb_record() -> impl Strategy<Value = GenRecord> {
         proptest::option::of(any::<bool>()),
         proptest::option::of(arb_text()),
     )
-        .prop_map(|(micros, op, duration, duration_as_string, status, oid, long_claims, rbac, ip)| GenRecord {
-            micros, op, duration, duration_as_string, status, oid, long_claims, rbac, ip,
+        .prop_map(
+            |(micros, op, duration, duration_as_string, status, oid, long_claims, rbac, ip)| {
+                GenRecord {
+                    micros,
+                    op,
+                    duration,
+                    duration_as_string,
+                    status,
+                    oid,
+                    long_claims,
+                    rbac,
+                    ip,
+                }
+            },
+        )
+        .prop_filter("operationName must not be blank", |r| {
+            !r.op.trim().is_empty()
         })
-        .prop_filter("operationName must not be blank", |r| !r.op.trim().is_empty())
 }
 
 fn to_json(r: &GenRecord) -> serde_json::Value {
     let mut rec = serde_json::Map::new();
-    rec.insert("time".into(), crate::time::format_timestamp_micros(r.micros).into());
+    rec.insert(
+        "time".into(),
+        crate::time::format_timestamp_micros(r.micros).into(),
+    );
     rec.insert("operationName".into(), r.op.clone().into());
     if let Some(d) = r.duration {
-        rec.insert("durationMs".into(), if r.duration_as_string { d.to_string().into() } else { d.into() });
+        rec.insert(
+            "durationMs".into(),
+            if r.duration_as_string {
+                d.to_string().into()
+            } else {
+                d.into()
+            },
+        );
     }
     if let Some(ip) = &r.ip {
         rec.insert("callerIpAddress".into(), ip.clone().into());
     }
-    let key = if r.long_claims { "http://schemas.microsoft.com/identity/claims/objectidentifier" } else { "oid" };
+    let key = if r.long_claims {
+        "http://schemas.microsoft.com/identity/claims/objectidentifier"
+    } else {
+        "oid"
+    };
     let mut claim = serde_json::Map::new();
     if let Some(o) = &r.oid {
         claim.insert(key.into(), o.clone().into());
@@ -267,7 +431,14 @@ fn to_json(r: &GenRecord) -> serde_json::Value {
     rec.insert("identity".into(), serde_json::json!({ "claim": claim }));
     let mut props = serde_json::Map::new();
     if let Some(s) = r.status {
-        props.insert("httpStatusCode".into(), if r.duration_as_string { s.to_string().into() } else { s.into() });
+        props.insert(
+            "httpStatusCode".into(),
+            if r.duration_as_string {
+                s.to_string().into()
+            } else {
+                s.into()
+            },
+        );
     }
     if let Some(b) = r.rbac {
         props.insert("isRbacAuthorized".into(), b.into());
@@ -327,7 +498,9 @@ fn check_accounted(bytes: &[u8]) {
     assert_eq!(o.raw_rows, out.raw.num_rows());
     assert_eq!(o.dead_letter_rows, out.dead_letter.num_rows());
     assert!(o.raw_rows + o.dead_letter_rows >= 1, "nothing produced");
-    let dl: Vec<Option<i32>> = (0..out.dead_letter.num_rows()).map(|i| int32(&out.dead_letter, "_record_index", i)).collect();
+    let dl: Vec<Option<i32>> = (0..out.dead_letter.num_rows())
+        .map(|i| int32(&out.dead_letter, "_record_index", i))
+        .collect();
     if dl.contains(&None) {
         assert_eq!((o.raw_rows, o.dead_letter_rows), (0, 1));
         return;
