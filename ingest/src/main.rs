@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod eventhubs;
 mod logging;
+mod resources;
 mod secret;
 mod settings;
 

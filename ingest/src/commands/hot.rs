@@ -29,6 +29,9 @@ pub async fn run(args: &HotArgs, shutdown: CancellationToken) -> Result<()> {
         abandoned = summary.abandoned,
         "kvlake hot stopped cleanly"
     );
+    if let Some((rss, cpu)) = crate::resources::usage() {
+        tracing::info!(peak_rss_bytes = rss, cpu_seconds = cpu, "resources used");
+    }
     for p in &summary.partitions {
         if let Some(by) = &p.lost_to {
             tracing::warn!(partition = p.partition, other_writer = %by, "partition was taken over by another writer");

@@ -1,0 +1,37 @@
+//! Decode + Parquet (zstd) encoding of a batch, as a partition task does it, per core.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use kvlake_generator::{Format, Generator, GeneratorConfig};
+use kvlake_hotpath::encode::OpenBatch;
+use kvlake_hotpath::messages::Msg;
+
+fn bench(c: &mut Criterion) {
+    let mut g = Generator::new(GeneratorConfig { seed: 7, ..GeneratorConfig::default() });
+    let mut out = Vec::new();
+    g.write_records(20_000, Format::Envelope, &mut out);
+    let msgs: Vec<Msg> = out
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .enumerate()
+        .map(|(i, l)| Msg { offset: i as i64, timestamp_ms: Some(1_793_527_200_000), payload: l.to_vec() })
+        .collect();
+    let bytes: usize = msgs.iter().map(|m| m.payload.len()).sum();
+    let mut group = c.benchmark_group("decode_and_encode_parquet");
+    group.throughput(Throughput::Bytes(bytes as u64));
+    group.sample_size(10);
+    group.bench_function("20000_records", |b| {
+        b.iter(|| {
+            let mut batch = OpenBatch::new(1 << 20, 128 * 1024);
+            for chunk in msgs.chunks(256) {
+                batch.add(chunk, "kv-audit", 0, 0).expect("encode");
+            }
+            black_box(batch.finish().expect("finish").len())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
