@@ -8,17 +8,29 @@ use kvlake_generator::{Format, Generator, GeneratorConfig};
 use kvlake_schemas::{DecodeOptions, Decoder, SourceCoords};
 
 fn messages(format: Format) -> (Vec<Vec<u8>>, usize) {
-    let mut g = Generator::new(GeneratorConfig { seed: 42, ..GeneratorConfig::default() });
+    let mut g = Generator::new(GeneratorConfig {
+        seed: 42,
+        ..GeneratorConfig::default()
+    });
     let mut out = Vec::new();
     g.write_records(20_000, format, &mut out);
-    let msgs: Vec<Vec<u8>> = out.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect();
+    let msgs: Vec<Vec<u8>> = out
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect();
     (msgs, 20_000)
 }
 
 fn decode_all(msgs: &[Vec<u8>]) -> usize {
     let mut d = Decoder::new(DecodeOptions::default());
     for (i, m) in msgs.iter().enumerate() {
-        let coords = SourceCoords { source: "kv-audit", partition: 0, offset: i as i64, enqueued_time_micros: Some(0) };
+        let coords = SourceCoords {
+            source: "kv-audit",
+            partition: 0,
+            offset: i as i64,
+            enqueued_time_micros: Some(0),
+        };
         d.decode_message(m, &coords);
     }
     let out = d.finish();
@@ -26,19 +38,27 @@ fn decode_all(msgs: &[Vec<u8>]) -> usize {
 }
 
 fn bench(c: &mut Criterion) {
-    for (name, format) in [("envelope", Format::Envelope), ("json_lines", Format::Lines)] {
+    for (name, format) in [
+        ("envelope", Format::Envelope),
+        ("json_lines", Format::Lines),
+    ] {
         let (msgs, records) = messages(format);
         assert_eq!(decode_all(&msgs), records, "every record decodes");
         let bytes: usize = msgs.iter().map(Vec::len).sum();
         let mut g = c.benchmark_group(format!("decode_{name}"));
         g.throughput(Throughput::Bytes(bytes as u64));
         g.sample_size(20);
-        g.bench_function(format!("{records}_records_{:.1}MB", bytes as f64 / 1e6), |b| b.iter(|| black_box(decode_all(black_box(&msgs)))));
+        g.bench_function(
+            format!("{records}_records_{:.1}MB", bytes as f64 / 1e6),
+            |b| b.iter(|| black_box(decode_all(black_box(&msgs)))),
+        );
         g.finish();
         let mut g = c.benchmark_group(format!("decode_{name}_records"));
         g.throughput(Throughput::Elements(records as u64));
         g.sample_size(20);
-        g.bench_function("records", |b| b.iter(|| black_box(decode_all(black_box(&msgs)))));
+        g.bench_function("records", |b| {
+            b.iter(|| black_box(decode_all(black_box(&msgs))))
+        });
         g.finish();
     }
 }

@@ -8,14 +8,21 @@ use kvlake_hotpath::encode::OpenBatch;
 use kvlake_hotpath::messages::Msg;
 
 fn bench(c: &mut Criterion) {
-    let mut g = Generator::new(GeneratorConfig { seed: 7, ..GeneratorConfig::default() });
+    let mut g = Generator::new(GeneratorConfig {
+        seed: 7,
+        ..GeneratorConfig::default()
+    });
     let mut out = Vec::new();
     g.write_records(20_000, Format::Envelope, &mut out);
     let msgs: Vec<Msg> = out
         .split(|b| *b == b'\n')
         .filter(|l| !l.is_empty())
         .enumerate()
-        .map(|(i, l)| Msg { offset: i as i64, timestamp_ms: Some(1_793_527_200_000), payload: l.to_vec() })
+        .map(|(i, l)| Msg {
+            offset: i as i64,
+            timestamp_ms: Some(1_793_527_200_000),
+            payload: l.to_vec(),
+        })
         .collect();
     let bytes: usize = msgs.iter().map(|m| m.payload.len()).sum();
     let mut group = c.benchmark_group("decode_and_encode_parquet");

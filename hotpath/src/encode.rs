@@ -16,6 +16,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use crate::messages::Msg;
 
@@ -37,8 +38,12 @@ pub struct EncodedFile {
 /// Writer settings every kvlake Parquet file shares: zstd, row groups sized for scans,
 /// and the schema version in the footer.
 pub fn writer_properties(row_group_rows: usize) -> WriterProperties {
-    WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+    let mut b = WriterProperties::builder();
+    // Nearly unique per row: a dictionary only costs memory and CPU there.
+    for col in UNIQUE_COLUMNS {
+        b = b.set_column_dictionary_enabled(ColumnPath::from(*col), false);
+    }
+    b.set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
         .set_max_row_group_row_count(Some(row_group_rows.max(1024)))
         .set_created_by(format!("kvlake {}", env!("CARGO_PKG_VERSION")))
         .set_key_value_metadata(Some(vec![KeyValue::new(
@@ -48,18 +53,45 @@ pub fn writer_properties(row_group_rows: usize) -> WriterProperties {
         .build()
 }
 
+/// Columns whose values are (nearly) unique per row.
+const UNIQUE_COLUMNS: &[&str] = &[
+    "_offset",
+    "_enqueued_time",
+    "time",
+    "correlation_id",
+    "properties_id",
+    "request_uri",
+    "object_version",
+    "extra",
+    "secret_properties",
+    "key_properties",
+    "certificate_properties",
+    "nested_properties",
+    "message",
+    "original",
+    "seen_time",
+];
+
 type Writers = BTreeMap<(i32, i32), (ArrowWriter<Vec<u8>>, u64)>;
 
 /// A batch being built: decoder output goes straight into per-hour Parquet writers, so
 /// memory holds compressed pages, not JSON.
 pub struct OpenBatch {
-    decoder: Decoder,
+    /// Created on demand and dropped after each flush: its builders' capacity would
+    /// otherwise stay allocated in every open batch.
+    decoder: Option<Decoder>,
+    max_message_bytes: usize,
     raw: Writers,
     dead: Writers,
     props: WriterProperties,
     records: u64,
     messages: u64,
     message_bytes: u64,
+    /// Decoded rows are handed to the Parquet writers in groups of at least this many:
+    /// per-call encoding overhead is per column, so small groups are slow.
+    flush_rows: usize,
+    /// Message bytes decoded since the last flush (decoded Arrow is about this size).
+    unflushed_bytes: u64,
 }
 
 impl std::fmt::Debug for OpenBatch {
@@ -74,11 +106,20 @@ impl std::fmt::Debug for OpenBatch {
 impl OpenBatch {
     /// An empty batch.
     pub fn new(max_message_bytes: usize, row_group_rows: usize) -> Self {
+        Self::with_flush_rows(max_message_bytes, row_group_rows, 8192)
+    }
+
+    /// An empty batch that encodes decoded rows in groups of `flush_rows`.
+    pub fn with_flush_rows(
+        max_message_bytes: usize,
+        row_group_rows: usize,
+        flush_rows: usize,
+    ) -> Self {
         OpenBatch {
-            decoder: Decoder::new(DecodeOptions {
-                max_message_bytes,
-                seen_time_micros: 0,
-            }),
+            flush_rows: flush_rows.max(1),
+            unflushed_bytes: 0,
+            decoder: None,
+            max_message_bytes,
             raw: BTreeMap::new(),
             dead: BTreeMap::new(),
             props: writer_properties(row_group_rows),
@@ -96,7 +137,14 @@ impl OpenBatch {
         partition: i32,
         seen_micros: i64,
     ) -> Result<(), ParquetError> {
-        self.decoder.set_seen_time(seen_micros);
+        let max_message_bytes = self.max_message_bytes;
+        let decoder = self.decoder.get_or_insert_with(|| {
+            Decoder::new(DecodeOptions {
+                max_message_bytes,
+                seen_time_micros: seen_micros,
+            })
+        });
+        decoder.set_seen_time(seen_micros);
         for m in msgs {
             let coords = SourceCoords {
                 source,
@@ -104,20 +152,29 @@ impl OpenBatch {
                 offset: m.offset,
                 enqueued_time_micros: m.timestamp_ms.map(|t| t * 1000),
             };
-            let o = self.decoder.decode_message(&m.payload, &coords);
+            let o = decoder.decode_message(&m.payload, &coords);
             self.records += (o.raw_rows + o.dead_letter_rows) as u64;
             self.messages += 1;
             self.message_bytes += m.payload.len() as u64;
+            self.unflushed_bytes += m.payload.len() as u64;
         }
-        self.flush()
+        if decoder.raw_rows() + decoder.dead_letter_rows() >= self.flush_rows {
+            self.flush()?;
+        }
+        Ok(())
     }
 
     /// Moves decoded rows into the Parquet writers.
     pub fn flush(&mut self) -> Result<(), ParquetError> {
-        if self.decoder.raw_rows() + self.decoder.dead_letter_rows() == 0 {
+        let Some(mut decoder) = self.decoder.take() else {
+            return Ok(());
+        };
+        if decoder.raw_rows() + decoder.dead_letter_rows() == 0 {
             return Ok(());
         }
-        let out = self.decoder.finish();
+        let out = decoder.finish();
+        drop(decoder);
+        self.unflushed_bytes = 0;
         write_split(&mut self.raw, &out.raw, raw_file_schema(), &self.props)?;
         write_split(
             &mut self.dead,
@@ -150,6 +207,18 @@ impl OpenBatch {
             .chain(self.dead.values())
             .map(|(w, _)| (w.bytes_written() + w.in_progress_size()) as u64)
             .sum()
+    }
+
+    /// Memory the batch holds: finished row groups, the writers' buffers and encoder
+    /// state, and decoded rows not yet encoded.
+    pub fn memory_bytes(&self) -> u64 {
+        let writers: u64 = self
+            .raw
+            .values()
+            .chain(self.dead.values())
+            .map(|(w, _)| (w.bytes_written() + w.memory_size()) as u64)
+            .sum();
+        writers + self.unflushed_bytes
     }
 
     /// Closes every writer and returns the files.

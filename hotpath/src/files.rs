@@ -99,6 +99,7 @@ pub async fn convert(
             lake: lake.clone(),
             limits: limits.clone(),
             file_target_bytes: limits.file_target_bytes,
+            flush_rows: 8192,
             consumer: None,
             encode_permits: Arc::new(Semaphore::new(1)),
             starting_timestamp_ms: None,
@@ -199,7 +200,7 @@ fn convert_file(
     for (i, chunk) in msgs.chunks(1024).enumerate() {
         open.add(chunk, source, 0, now)?;
         let last = i * 1024 + chunk.len() == n;
-        if last || open.encoded_bytes() >= limits.file_target_bytes {
+        if last || open.memory_bytes() >= limits.file_target_bytes {
             let end = if last {
                 total_lines.max(start) + 1
             } else {

@@ -49,6 +49,8 @@ pub struct Shared {
     pub limits: BatchLimits,
     /// File-size target for this partition, after the memory budget.
     pub file_target_bytes: u64,
+    /// Decoded rows encoded together (see [`OpenBatch::with_flush_rows`]).
+    pub flush_rows: usize,
     /// For Kafka offset commits.
     pub consumer: Option<Arc<KafkaConsumer>>,
     /// Bounds concurrent decode/encode jobs to the cores.
@@ -238,7 +240,11 @@ impl PartitionTask {
             if self.open.is_none() {
                 let limits = &self.shared.limits;
                 self.open = Some(Open {
-                    batch: OpenBatch::new(limits.max_message_bytes, limits.row_group_rows),
+                    batch: OpenBatch::with_flush_rows(
+                        limits.max_message_bytes,
+                        limits.row_group_rows,
+                        self.shared.flush_rows,
+                    ),
                     start: self.planned_end,
                     opened_at: Instant::now(),
                 });
@@ -260,7 +266,7 @@ impl PartitionTask {
         if self.rerun.is_none() {
             let full = self.open.as_ref().is_some_and(|o| {
                 o.batch.records() >= self.shared.limits.max_records
-                    || o.batch.encoded_bytes() >= self.shared.file_target_bytes
+                    || o.batch.memory_bytes() >= self.shared.file_target_bytes
             });
             let caught_up = self.stop_offset.is_some_and(|s| self.pos >= s);
             if full || caught_up {

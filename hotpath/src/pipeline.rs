@@ -140,6 +140,9 @@ struct Router {
     stop: CancellationToken,
     shared: Shared,
     chunk_bytes: usize,
+    /// Bytes all pending chunks may hold before the router waits for a busy task.
+    pending_cap: usize,
+    pending_bytes: usize,
     senders: HashMap<i32, mpsc::Sender<Chunk>>,
     pending: HashMap<i32, Chunk>,
     revoked: HashMap<i32, CancellationToken>,
@@ -157,20 +160,25 @@ impl Router {
         partitions: usize,
     ) -> Self {
         let n = partitions.max(1) as u64;
-        // Open batches share half the budget; chunks in flight an eighth.
+        let budget = config.memory_budget_bytes;
+        // Open batches and the previous batch of each partition (being uploaded) share
+        // half the budget; chunks (pending and queued to tasks) an eighth; librdkafka's
+        // prefetch a sixteenth (`source::create_consumer`).
         let file_target_bytes = config
             .batch
             .file_target_bytes
-            .min(config.memory_budget_bytes / 2 / n)
+            .min(budget / 4 / n)
             .max(1 << 20);
-        let chunk_bytes =
-            (config.memory_budget_bytes / 8 / n / 3).clamp(64 << 10, 1 << 20) as usize;
+        let chunk_bytes = (budget / 16 / n).clamp(32 << 10, 4 << 20) as usize;
+        // Decoded rows wait for encoding in groups; about 1.2 KB of Arrow per record.
+        let flush_rows = (budget / 16 / n / 1200).clamp(128, 16_384) as usize;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let shared = Shared {
             topic: config.topic.clone(),
             lake,
             limits: config.batch.clone(),
             file_target_bytes,
+            flush_rows,
             consumer: Some(consumer.clone()),
             encode_permits: Arc::new(Semaphore::new(cores)),
             starting_timestamp_ms: config.starting_timestamp_ms,
@@ -183,6 +191,8 @@ impl Router {
             stop,
             shared,
             chunk_bytes,
+            pending_cap: (budget / 16) as usize,
+            pending_bytes: 0,
             senders: HashMap::new(),
             pending: HashMap::new(),
             revoked: HashMap::new(),
@@ -259,7 +269,7 @@ impl Router {
     }
 
     fn spawn(&mut self, partition: i32, start: StartPoint) {
-        let (tx, rx) = mpsc::channel(2);
+        let (tx, rx) = mpsc::channel(1);
         let revoked = CancellationToken::new();
         self.consumer.context().watch(partition, revoked.clone());
         let signals = Signals {
@@ -320,13 +330,14 @@ impl Router {
                         Ok(m) => {
                             let p = m.partition();
                             if let Some(chunk) = self.senders.contains_key(&p).then(|| self.pending.entry(p).or_default()) {
-                                chunk.push(Msg {
-                                    offset: m.offset(),
-                                    timestamp_ms: m.timestamp().to_millis(),
-                                    payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-                                });
-                                if chunk.bytes >= self.chunk_bytes || chunk.msgs.len() >= 4096 {
-                                    self.send(p).await;
+                                let payload = m.payload().map(<[u8]>::to_vec).unwrap_or_default();
+                                self.pending_bytes += payload.len();
+                                chunk.push(Msg { offset: m.offset(), timestamp_ms: m.timestamp().to_millis(), payload });
+                                if chunk.bytes >= self.chunk_bytes || chunk.msgs.len() >= 8192 {
+                                    self.offer(p);
+                                }
+                                if self.pending_bytes > self.pending_cap {
+                                    self.send_largest().await;
                                 }
                             }
                         }
@@ -345,19 +356,48 @@ impl Router {
                     }
                     let parts: Vec<i32> = self.pending.iter().filter(|(_, c)| !c.msgs.is_empty()).map(|(p, _)| *p).collect();
                     for p in parts {
-                        self.send(p).await;
+                        self.offer(p);
                     }
                 }
             }
         }
     }
 
-    /// Hands a partition's pending chunk to its task; waits while the task is busy.
-    async fn send(&mut self, p: i32) {
+    /// Hands a partition's pending chunk to its task if the task can take it now;
+    /// otherwise the chunk keeps growing, so a busy partition never stalls the others.
+    fn offer(&mut self, p: i32) {
         let Some(chunk) = self.pending.remove(&p) else {
             return;
         };
-        let Some(tx) = self.senders.get(&p) else {
+        let bytes = chunk.bytes;
+        match self.senders.get(&p).map(|tx| tx.try_send(chunk)) {
+            Some(Ok(())) => self.pending_bytes -= bytes,
+            Some(Err(mpsc::error::TrySendError::Full(chunk))) => {
+                self.pending.insert(p, chunk);
+            }
+            Some(Err(mpsc::error::TrySendError::Closed(_))) => {
+                self.pending_bytes -= bytes;
+                self.senders.remove(&p);
+            }
+            None => self.pending_bytes -= bytes,
+        }
+    }
+
+    /// Backpressure: with too much pending, wait until the largest chunk's task takes it.
+    async fn send_largest(&mut self) {
+        let Some(p) = self
+            .pending
+            .iter()
+            .max_by_key(|(_, c)| c.bytes)
+            .map(|(p, _)| *p)
+        else {
+            return;
+        };
+        let Some(chunk) = self.pending.remove(&p) else {
+            return;
+        };
+        self.pending_bytes -= chunk.bytes;
+        let Some(tx) = self.senders.get(&p).cloned() else {
             return;
         };
         tokio::select! {
@@ -372,7 +412,14 @@ impl Router {
     ) -> Result<(), HotError> {
         match done {
             Ok(Ok(report)) => {
-                self.senders.remove(&report.partition);
+                // A partition revoked and assigned again has a new task: keep its sender.
+                if self
+                    .senders
+                    .get(&report.partition)
+                    .is_some_and(mpsc::Sender::is_closed)
+                {
+                    self.senders.remove(&report.partition);
+                }
                 self.reports.push(report);
                 Ok(())
             }

@@ -4,7 +4,14 @@
 /// Peak RSS in bytes and user+system CPU seconds, when /proc can tell.
 pub fn usage() -> Option<(u64, f64)> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let hwm_kb: u64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    let hwm_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // Fields after the command name (which may hold spaces) start after the last ')'.
     let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();

@@ -770,8 +770,10 @@ impl Decoder {
         }
         let mut index = 0i32;
         for v in values {
-            let records = match serde_json::from_str::<Top<'_>>(v.get()) {
-                Ok(Top::Envelope(records)) => records,
+            // Only an object that mentions "records" can be an envelope: skip the probe otherwise.
+            let maybe_envelope = v.get().contains("\"records\"");
+            let records = match maybe_envelope.then(|| serde_json::from_str::<Top<'_>>(v.get())) {
+                Some(Ok(Top::Envelope(records))) => records,
                 _ => vec![v],
             };
             for r in records {
@@ -845,7 +847,6 @@ impl Decoder {
             Cell::Text(s) if !s.trim().is_empty() => {}
             _ => return Err(missing("operationName")),
         }
-        cells[c::SOURCE] = Cell::Text(Cow::Owned(coords.source.to_owned()));
         cells[c::PARTITION] = Cell::Int(i64::from(coords.partition));
         cells[c::OFFSET] = Cell::Int(coords.offset);
         cells[c::RECORD_INDEX] = Cell::Int(i64::from(index));
@@ -855,8 +856,12 @@ impl Decoder {
             row.extra.push('}');
             cells[c::EXTRA] = Cell::Text(Cow::Owned(std::mem::take(&mut row.extra)));
         }
-        for (builder, cell) in self.columns.iter_mut().zip(&cells) {
-            builder.append(cell);
+        for (col, (builder, cell)) in self.columns.iter_mut().zip(&cells).enumerate() {
+            match (col, &mut *builder) {
+                // Borrowed from the caller, so appended directly rather than copied into a cell.
+                (c::SOURCE, ColumnBuilder::Text(b)) => b.append_value(coords.source),
+                _ => builder.append(cell),
+            }
         }
         self.raw_rows += 1;
         Ok(())

@@ -23,12 +23,15 @@ pub fn kvlake_bin() -> PathBuf {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().expect("test binary path");
-    // target/<profile>/deps/<test> -> target/<profile>/kvlake
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("kvlake"))
-        .expect("target dir");
+    // target/<profile>/deps/<test> or target/<profile>/<bin>, beside target/<profile>/kvlake
+    let dir = exe.parent().expect("exe dir");
+    let bin = [
+        dir.join("kvlake"),
+        dir.parent().map(|d| d.join("kvlake")).unwrap_or_default(),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
+    .unwrap_or_else(|| dir.join("kvlake"));
     assert!(
         bin.exists(),
         "{} is missing: run `cargo build -p kvlake` first (the test command does)",

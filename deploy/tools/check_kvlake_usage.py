@@ -1,0 +1,259 @@
+#!/usr/bin/env python3
+"""Checks that the deploy kit asks kvlake only for what kvlake has.
+
+Reads the command line and the settings from the Rust sources (ingest/src/cli.rs,
+ingest/src/settings.rs) and checks every manifest of deploy/ against them:
+
+* every `kvlake` argument in Kubernetes and Container Apps definitions is a flag of
+  `kvlake hot` (or a global flag), or one of the flags announced by issue 7 and
+  marked as such in a comment (reported as PENDING, not as an error);
+* the TOML in the ConfigMap parses, and its keys are settings kvlake accepts (the
+  settings struct refuses unknown keys at start-up);
+* every KVLAKE_* environment variable is one kvlake reads;
+* a replay (--starting-offsets/--starting-timestamp/--ending-timestamp) carries
+  --output-prefix, as kvlake demands;
+* durations and sizes have a form kvlake parses;
+* terminationGracePeriodSeconds exceeds kvlake's --grace;
+* the KEDA maxReplicaCount does not exceed the hub's partition count in Bicep;
+* the Dockerfile builds with the README's build command.
+
+Standard library only (Python >= 3.11 for tomllib) plus PyYAML.
+Usage: check_kvlake_usage.py <repo root>
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+
+# Flags that issue 7 adds; manifests may carry them ahead of the code.
+PENDING_FLAGS = {"--metrics-addr", "--otlp-endpoint", "--auth"}
+PENDING_ENV = {"OTEL_EXPORTER_OTLP_ENDPOINT"}
+# Variables kvlake reads besides the layered settings.
+EXTRA_ENV = {"KVLAKE_CONFIG", "KVLAKE_LOG_FORMAT", "KVLAKE_LOG"}
+
+DURATION = re.compile(r"^(\d+(ns|us|ms|s|sec|m|min|h|hr|d|days?|w))+$")
+SIZE = re.compile(r"^\d+\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?$", re.IGNORECASE)
+DURATION_KEYS = {"grace", "max_runtime", "batch_max_wait", "connect_timeout", "storage_retry_timeout"}
+SIZE_KEYS = {"file_target_size", "memory_budget", "max_message_size"}
+
+errors: list[str] = []
+pending: list[str] = []
+checked = 0
+
+
+def fail(where: str, msg: str) -> None:
+    errors.append(f"{where}: {msg}")
+
+
+def kebab(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def struct_fields(src: str, struct: str) -> list[tuple[str, str]]:
+    """(field, attributes-before-it) of a Rust struct, attributes as one string."""
+    m = re.search(r"pub struct " + struct + r"\s*\{(.*?)\n\}", src, re.S)
+    if not m:
+        raise SystemExit(f"cannot find struct {struct}")
+    out, attrs = [], []
+    for line in m.group(1).splitlines():
+        line = line.strip()
+        if line.startswith("#["):
+            attrs.append(line)
+        elif line.startswith("pub "):
+            field = line[4:].split(":")[0].strip()
+            out.append((field, " ".join(attrs)))
+            attrs = []
+        elif not line.startswith("///") and line:
+            attrs.append(line)
+    return out
+
+
+def flags_of(src: str, struct: str) -> set[str]:
+    flags = set()
+    for field, attrs in struct_fields(src, struct):
+        if "#[arg(" not in attrs and "#[command(" not in attrs:
+            continue
+        if "#[command(" in attrs:
+            continue
+        long = re.search(r'long\s*=\s*"([^"]+)"', attrs)
+        if long:
+            flags.add("--" + long.group(1))
+        elif re.search(r"\blong\b", attrs):
+            flags.add(kebab(field))
+    return flags
+
+
+def load_code(root: Path):
+    cli = (root / "ingest/src/cli.rs").read_text()
+    settings = (root / "ingest/src/settings.rs").read_text()
+    hot_flags = flags_of(cli, "HotArgs") | flags_of(cli, "Cli")
+    setting_keys = {f for f, _ in struct_fields(settings, "HotSettings")}
+    env_keys_src = re.search(r"const ENV_KEYS: &\[&str\] = &\[(.*?)\];", settings, re.S)
+    env_keys = {"KVLAKE_" + k.upper() for k in re.findall(r'"([a-z_]+)"', env_keys_src.group(1))}
+    return hot_flags, setting_keys, env_keys | EXTRA_ENV
+
+
+def check_value(where: str, key: str, value: str) -> None:
+    if key in DURATION_KEYS and not DURATION.match(str(value).strip()):
+        fail(where, f"{key} = {value!r} is not a duration kvlake parses (e.g. 90s, 5m, 3h30m)")
+    if key in SIZE_KEYS and not SIZE.match(str(value).strip()):
+        fail(where, f"{key} = {value!r} is not a size kvlake parses (e.g. 512MiB)")
+
+
+def check_args(where: str, args: list[str], hot_flags: set[str]) -> dict[str, str]:
+    """Checks a `kvlake` argument list; returns {flag: value}."""
+    global checked
+    checked += 1
+    if not args or args[0] != "hot":
+        fail(where, f"expected `hot` as the subcommand, got {args[:1]}")
+        return {}
+    seen: dict[str, str] = {}
+    i = 1
+    while i < len(args):
+        a = args[i]
+        if not a.startswith("--"):
+            fail(where, f"unexpected positional argument {a!r}")
+            i += 1
+            continue
+        flag, _, value = a.partition("=")
+        if flag in PENDING_FLAGS:
+            pending.append(f"{where}: {flag} (issue 7)")
+        elif flag not in hot_flags:
+            fail(where, f"{flag} is not a flag of `kvlake hot` (see ingest/src/cli.rs)")
+        seen[flag] = value
+        check_value(where, flag[2:].replace("-", "_"), value) if value else None
+        i += 1
+    replay = {"--starting-offsets", "--starting-timestamp", "--ending-timestamp"} & seen.keys()
+    if replay and "--output-prefix" not in seen:
+        fail(where, f"{sorted(replay)} without --output-prefix: kvlake refuses a replay that would move the live checkpoint")
+    return seen
+
+
+def check_env(where: str, env: list[dict], env_keys: set[str]) -> dict[str, str]:
+    values = {}
+    for e in env or []:
+        name = e.get("name", "")
+        if name.startswith("KVLAKE_") and name not in env_keys:
+            fail(where, f"{name} is not a variable kvlake reads (ENV_KEYS in ingest/src/settings.rs)")
+        if name in PENDING_ENV:
+            pending.append(f"{where}: {name} (issue 7)")
+        if "value" in e:
+            values[name] = str(e["value"])
+            key = name.removeprefix("KVLAKE_").lower()
+            if name.startswith("KVLAKE_"):
+                check_value(where, key, e["value"])
+    return values
+
+
+def seconds(d: str) -> float:
+    total = 0.0
+    for n, unit in re.findall(r"(\d+)([a-z]+)", d):
+        total += int(n) * {"ms": 0.001, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400}.get(unit, 0)
+    return total
+
+
+def pod_specs(doc: dict):
+    kind = doc.get("kind")
+    spec = doc.get("spec", {})
+    if kind in ("Deployment", "Job", "StatefulSet", "DaemonSet"):
+        yield spec.get("template", {}).get("spec", {})
+    elif kind == "CronJob":
+        yield spec.get("jobTemplate", {}).get("spec", {}).get("template", {}).get("spec", {})
+
+
+def main(root: Path) -> int:
+    hot_flags, setting_keys, env_keys = load_code(root)
+    deploy = root / "deploy"
+
+    # The settings file in the ConfigMap.
+    toml_grace = None
+    for path in sorted(deploy.glob("kubernetes/**/*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not isinstance(doc, dict) or doc.get("kind") != "ConfigMap":
+                continue
+            for name, text in (doc.get("data") or {}).items():
+                if not name.endswith(".toml"):
+                    continue
+                where = f"{path.relative_to(root)}:{name}"
+                try:
+                    settings = tomllib.loads(text)
+                except tomllib.TOMLDecodeError as e:
+                    fail(where, f"TOML does not parse: {e}")
+                    continue
+                for key, value in settings.items():
+                    if key not in setting_keys:
+                        fail(where, f"unknown setting {key!r}: kvlake refuses it at start-up")
+                    elif not isinstance(value, dict):
+                        check_value(where, key, value)
+                toml_grace = settings.get("grace", toml_grace)
+                global checked
+                checked += 1
+
+    # Kubernetes workloads.
+    for path in sorted(deploy.glob("kubernetes/**/*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not isinstance(doc, dict):
+                continue
+            for pod in pod_specs(doc):
+                for c in pod.get("containers", []):
+                    where = f"{path.relative_to(root)}:{doc['kind']}/{doc['metadata']['name']}"
+                    seen = check_args(where, c.get("args", []), hot_flags)
+                    check_env(where, c.get("env", []), env_keys)
+                    grace = seen.get("--grace") or toml_grace or "60s"
+                    tgps = pod.get("terminationGracePeriodSeconds", 30)
+                    if tgps <= seconds(grace):
+                        fail(where, f"terminationGracePeriodSeconds {tgps} must exceed kvlake's grace {grace}")
+            if doc.get("kind") == "ScaledObject":
+                max_replicas = doc["spec"].get("maxReplicaCount", 100)
+                bicep = (deploy / "bicep/main.bicep").read_text()
+                m = re.search(r"param partitionCount int = (\d+)", bicep)
+                if m and max_replicas > int(m.group(1)):
+                    fail(str(path.relative_to(root)), f"maxReplicaCount {max_replicas} > partitionCount {m.group(1)} in bicep/main.bicep")
+                for t in doc["spec"].get("triggers", []):
+                    if t.get("type") == "kafka" and t["metadata"].get("allowIdleConsumers") not in (None, "false", False):
+                        fail(str(path.relative_to(root)), "allowIdleConsumers must stay false: replicas beyond the partition count idle")
+
+    # Container Apps.
+    for path in sorted(deploy.glob("containerapps/*.yaml")):
+        doc = yaml.safe_load(path.read_text())
+        props = doc.get("properties", {})
+        tgps = props.get("template", {}).get("terminationGracePeriodSeconds")
+        for c in props.get("template", {}).get("containers", []):
+            where = f"{path.relative_to(root)}:{doc['name']}"
+            seen = check_args(where, c.get("args", []), hot_flags)
+            env = check_env(where, c.get("env", []), env_keys)
+            grace = seen.get("--grace") or env.get("KVLAKE_GRACE") or "60s"
+            if tgps is not None and tgps <= seconds(grace):
+                fail(where, f"terminationGracePeriodSeconds {tgps} must exceed kvlake's grace {grace}")
+            timeout = props.get("configuration", {}).get("replicaTimeout")
+            if timeout and "--max-runtime" in seen and seconds(seen["--max-runtime"]) + seconds(grace) >= timeout:
+                fail(where, f"--max-runtime {seen['--max-runtime']} + grace must end before replicaTimeout {timeout}s")
+
+    # Dockerfile: the README's build command.
+    dockerfile = (deploy / "Dockerfile").read_text()
+    readme = (root / "README.md").read_text() + (root / "deploy/README.md").read_text()
+    if not re.search(r"cargo build --release( --locked)? -p kvlake", dockerfile):
+        fail("deploy/Dockerfile", "does not run `cargo build --release -p kvlake`")
+    if "cargo build --release -p kvlake" not in readme and "cargo build --release --locked -p kvlake" not in readme:
+        fail("README.md, deploy/README.md", "no longer show the Dockerfile's build command")
+    if "CARGO_TARGET_DIR=/src/target" not in dockerfile:
+        fail("deploy/Dockerfile", "must set CARGO_TARGET_DIR=/src/target (the repo's .cargo/config.toml points elsewhere)")
+
+    for p in pending:
+        print(f"PENDING {p}")
+    for e in errors:
+        print(f"FAIL {e}")
+    print(f"kvlake usage: {checked} invocations/settings files checked against ingest/src/cli.rs and settings.rs, "
+          f"{len(errors)} errors, {len(pending)} uses of flags pending in issue 7")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1] if len(sys.argv) > 1 else ".").resolve()))

@@ -1,0 +1,147 @@
+//! `kvlake convert` and `kvlake generate` end to end, with the Parquet read back by
+//! independent readers: the parquet crate, and pyarrow and DuckDB (installed by the
+//! test command) as a Spark-like outside reader would.
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use kvlake_tests::*;
+
+fn generate(records: usize, format: &str, bad_rate: &str) -> Result<Vec<u8>> {
+    let out = Command::new(kvlake_bin())
+        .args([
+            "generate",
+            "--records",
+            &records.to_string(),
+            "--seed",
+            "5",
+            "--format",
+            format,
+            "--bad-rate",
+            bad_rate,
+        ])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(out.stdout)
+}
+
+#[test]
+fn generate_is_deterministic_by_seed() -> Result<()> {
+    assert_eq!(generate(500, "lines", "0")?, generate(500, "lines", "0")?);
+    let lines = generate(500, "lines", "0")?;
+    assert_eq!(
+        lines
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count(),
+        500
+    );
+    Ok(())
+}
+
+#[test]
+fn convert_archives_then_read_back_by_independent_readers() -> Result<()> {
+    let input = tempfile::tempdir()?;
+    // PT1H.json (JSON lines), a gzip copy in a sub-folder, and envelopes with bad messages.
+    let lines = generate(3000, "lines", "0")?;
+    std::fs::write(input.path().join("PT1H.json"), &lines)?;
+    std::fs::create_dir_all(input.path().join("h=01"))?;
+    let mut gz = flate2_write(&lines)?;
+    std::fs::write(
+        input.path().join("h=01/PT1H.json.gz"),
+        std::mem::take(&mut gz),
+    )?;
+    let envelopes = generate(2000, "envelope", "0.05")?;
+    std::fs::write(input.path().join("envelopes.json"), &envelopes)?;
+    let expected_lines = 3000 * 2;
+    let envelope_msgs: Vec<&[u8]> = envelopes
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+
+    let lake = tempfile::tempdir()?;
+    let lake_url = lake.path().to_str().context("path")?.to_string();
+    let mut cmd = Command::new(kvlake_bin());
+    cmd.args(["convert", "--lake", &lake_url, "--log-format", "json"])
+        .arg(input.path());
+    let (code, stdout, stderr) = run_to_end(cmd, Duration::from_secs(120))?;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("converted 3 files"), "{stdout}");
+
+    // Every line and every envelope record is accounted for, by coordinates.
+    let found = lake_coordinates(lake.path())?;
+    let total: usize = found.values().sum();
+    assert!(found.values().all(|n| *n == 1), "no duplicates");
+    let bad = envelope_msgs
+        .iter()
+        .filter(|m| serde_json::from_slice::<serde_json::Value>(m).is_err())
+        .count();
+    assert!(bad > 0, "bad messages present");
+    assert!(total >= expected_lines + 2000 - bad, "rows {total}");
+
+    // Converting again writes nothing.
+    let mut again = Command::new(kvlake_bin());
+    again
+        .args(["convert", "--lake", &lake_url])
+        .arg(input.path());
+    let (code, stdout, _) = run_to_end(again, Duration::from_secs(60))?;
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("converted 0 files (3 already in the lake)"),
+        "{stdout}"
+    );
+    assert_eq!(
+        lake_coordinates(lake.path())?.values().sum::<usize>(),
+        total
+    );
+
+    // Outside readers: pyarrow (schema and types) and DuckDB (Hive partitions, counts).
+    let script = format!(
+        r#"
+import pyarrow.dataset as ds, duckdb, sys
+d = ds.dataset("{lake}/raw", format="parquet", partitioning="hive")
+t = d.to_table()
+assert str(t.schema.field("time").type) == "timestamp[us, tz=UTC]", t.schema.field("time").type
+assert t.schema.field("duration_ms").type == "int64"
+raw = t.num_rows
+n = duckdb.sql("select count(*) from read_parquet('{lake}/raw/**/*.parquet', hive_partitioning=true)").fetchone()[0]
+dl = duckdb.sql("select count(*) from read_parquet('{lake}/deadletter/**/*.parquet', hive_partitioning=true)").fetchone()[0]
+bad_lines = duckdb.sql("select count(*) from read_parquet('{lake}/raw/**/*.parquet', hive_partitioning=true) where time is null or operation_name is null").fetchone()[0]
+hours = duckdb.sql("select count(*) from read_parquet('{lake}/raw/**/*.parquet', hive_partitioning=true) where hour <> extract(hour from time at time zone 'UTC')").fetchone()[0]
+print(raw, n, dl, bad_lines, hours)
+"#,
+        lake = lake_url
+    );
+    let out = Command::new("python3").arg("-c").arg(script).output()?;
+    assert!(
+        out.status.success(),
+        "python readers: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let nums: Vec<usize> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(|s| s.parse().unwrap_or(usize::MAX))
+        .collect();
+    assert_eq!(nums.len(), 5);
+    assert_eq!(nums[0], nums[1], "pyarrow and DuckDB agree");
+    assert_eq!(
+        nums[0] + nums[2],
+        total,
+        "raw + dead letters = every record"
+    );
+    assert_eq!(nums[3], 0, "required columns are never null");
+    assert_eq!(nums[4], 0, "the hour partition matches the event time");
+    Ok(())
+}
+
+fn flate2_write(data: &[u8]) -> Result<Vec<u8>> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data)?;
+    Ok(e.finish()?)
+}
