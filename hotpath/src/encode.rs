@@ -200,15 +200,6 @@ impl OpenBatch {
         self.message_bytes
     }
 
-    /// Parquet bytes so far, flushed and buffered: what the batch holds in memory.
-    pub fn encoded_bytes(&self) -> u64 {
-        self.raw
-            .values()
-            .chain(self.dead.values())
-            .map(|(w, _)| (w.bytes_written() + w.in_progress_size()) as u64)
-            .sum()
-    }
-
     /// Memory the batch holds: finished row groups, the writers' buffers and encoder
     /// state, and decoded rows not yet encoded.
     pub fn memory_bytes(&self) -> u64 {
@@ -307,7 +298,7 @@ mod tests {
         b.add(&msgs[..100], "audit", 1, 5).unwrap();
         b.add(&msgs[100..], "audit", 1, 5).unwrap();
         let records = b.records();
-        assert!(b.encoded_bytes() > 0);
+        assert!(b.memory_bytes() > 0);
         let files = b.finish().unwrap();
         assert!(
             files.iter().filter(|f| f.table == RAW_TABLE).count() > 1,

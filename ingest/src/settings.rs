@@ -272,13 +272,13 @@ pub fn validate(s: HotSettings) -> Result<(HotConfig, LakeSpec)> {
     {
         bail!("--starting-timestamp must be before --ending-timestamp");
     }
-    if (cfg.starting_timestamp_ms.is_some()
-        || cfg.ending_timestamp_ms.is_some()
-        || s.starting_offsets.is_some())
+    // --starting-offsets only applies to partitions with an empty log, so it is safe on
+    // the live lake (a cut-over from Spark's checkpoint); a timestamp window is a replay.
+    if (cfg.starting_timestamp_ms.is_some() || cfg.ending_timestamp_ms.is_some())
         && s.output_prefix.is_none()
     {
         bail!(
-            "a replay (--starting-offsets/--starting-timestamp/--ending-timestamp) needs --output-prefix, so it never moves the live checkpoint"
+            "a replay (--starting-timestamp/--ending-timestamp) needs --output-prefix, so it never moves the live checkpoint"
         );
     }
     if let Some(n) = s.batch_max_records {

@@ -207,12 +207,26 @@ fn high_watermark(bootstrap: &str, topic: &str, p: i32) -> Result<i64> {
 /// multiplicity: raw rows and dead letters (-1 for a whole-message dead letter).
 pub fn lake_coordinates(lake: &Path) -> Result<BTreeMap<(i32, i64, i32), usize>> {
     let mut out = BTreeMap::new();
+    for ((_, p, o, i), n) in lake_coordinates_by_source(lake)? {
+        *out.entry((p, o, i)).or_insert(0) += n;
+    }
+    Ok(out)
+}
+
+/// Like [`lake_coordinates`], keyed by `_source` too (files converted side by side).
+pub fn lake_coordinates_by_source(lake: &Path) -> Result<BTreeMap<(String, i32, i64, i32), usize>> {
+    let mut out = BTreeMap::new();
     for table in ["raw", "deadletter"] {
         for file in parquet_files(&lake.join(table))? {
             let reader =
                 ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&file)?)?.build()?;
             for batch in reader {
                 let batch = batch?;
+                let s = batch
+                    .column_by_name("_source")
+                    .context("_source")?
+                    .as_string::<i32>()
+                    .clone();
                 let p = batch
                     .column_by_name("_partition")
                     .context("_partition")?
@@ -230,7 +244,8 @@ pub fn lake_coordinates(lake: &Path) -> Result<BTreeMap<(i32, i64, i32), usize>>
                     .clone();
                 for i in 0..batch.num_rows() {
                     let idx = if r.is_valid(i) { r.value(i) } else { -1 };
-                    *out.entry((p.value(i), o.value(i), idx)).or_insert(0) += 1;
+                    *out.entry((s.value(i).to_string(), p.value(i), o.value(i), idx))
+                        .or_insert(0) += 1;
                 }
             }
         }

@@ -74,7 +74,7 @@ fn convert_archives_then_read_back_by_independent_readers() -> Result<()> {
     assert!(stdout.contains("converted 3 files"), "{stdout}");
 
     // Every line and every envelope record is accounted for, by coordinates.
-    let found = lake_coordinates(lake.path())?;
+    let found = lake_coordinates_by_source(lake.path())?;
     let total: usize = found.values().sum();
     assert!(found.values().all(|n| *n == 1), "no duplicates");
     let bad = envelope_msgs
@@ -109,10 +109,10 @@ t = d.to_table()
 assert str(t.schema.field("time").type) == "timestamp[us, tz=UTC]", t.schema.field("time").type
 assert t.schema.field("duration_ms").type == "int64"
 raw = t.num_rows
-n = duckdb.sql("select count(*) from read_parquet('{lake}/raw/**/*.parquet', hive_partitioning=true)").fetchone()[0]
-dl = duckdb.sql("select count(*) from read_parquet('{lake}/deadletter/**/*.parquet', hive_partitioning=true)").fetchone()[0]
-bad_lines = duckdb.sql("select count(*) from read_parquet('{lake}/raw/**/*.parquet', hive_partitioning=true) where time is null or operation_name is null").fetchone()[0]
-hours = duckdb.sql("select count(*) from read_parquet('{lake}/raw/**/*.parquet', hive_partitioning=true) where hour <> extract(hour from time at time zone 'UTC')").fetchone()[0]
+n = duckdb.sql("select count(*) from read_parquet('{lake}/raw/**/*.parquet', hive_partitioning=true)").fetchall()[0][0]
+dl = duckdb.sql("select count(*) from read_parquet('{lake}/deadletter/**/*.parquet', hive_partitioning=true)").fetchall()[0][0]
+bad_lines = duckdb.sql("select count(*) from read_parquet('{lake}/raw/**/*.parquet', hive_partitioning=true) where time is null or operation_name is null").fetchall()[0][0]
+hours = duckdb.sql("select count(*) from read_parquet('{lake}/raw/**/*.parquet', hive_partitioning=true) where hour <> extract(hour from time at time zone 'UTC')").fetchall()[0][0]
 print(raw, n, dl, bad_lines, hours)
 "#,
         lake = lake_url
