@@ -4,6 +4,8 @@
 //! every record landed.
 //!
 //! `cargo build --release -p kvlake -p kvlake-benches && target/release/e2e [GiB] [memory-budget]`
+//! (`KVLAKE_BENCH_EVENTS_PER_SECOND`, default 50: event-time density of the corpus;
+//! `target/release/e2e restart` measures restart to first commit after `kill -9`).
 //! The mock cluster keeps only 5 MiB per partition, so the corpus is spread over many
 //! partitions (4.4 MiB each) and every low watermark is checked to be 0 before the run.
 
@@ -193,8 +195,15 @@ fn load(bootstrap: &str, partitions: i32, target: u64) -> Result<(u64, u64)> {
         .set("queue.buffering.max.kbytes", "1048576")
         .set("queue.buffering.max.messages", "1000000")
         .create()?;
+    // Event-time density: how many hour partitions a partition's backlog spans.
+    let eps: f64 = std::env::var("KVLAKE_BENCH_EVENTS_PER_SECOND")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50.0);
+    eprintln!("generator: {eps} events/s of event time");
     let mut g = Generator::new(GeneratorConfig {
         seed: 1,
+        events_per_second: eps,
         ..GeneratorConfig::default()
     });
     let mut sizes = vec![0u64; partitions as usize];

@@ -43,6 +43,12 @@ pub fn writer_properties(row_group_rows: usize) -> WriterProperties {
     for col in UNIQUE_COLUMNS {
         b = b.set_column_dictionary_enabled(ColumnPath::from(*col), false);
     }
+    // Dictionary-encoded columns with a handful of values are a few bytes per page;
+    // zstd gains nothing there, and each compressed column chunk costs a compressor
+    // and decompressor context, which dominates the cost of small files.
+    for col in TINY_COLUMNS {
+        b = b.set_column_compression(ColumnPath::from(*col), Compression::UNCOMPRESSED);
+    }
     b.set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
         .set_max_row_group_row_count(Some(row_group_rows.max(1024)))
         .set_created_by(format!("kvlake {}", env!("CARGO_PKG_VERSION")))
@@ -70,6 +76,32 @@ const UNIQUE_COLUMNS: &[&str] = &[
     "message",
     "original",
     "seen_time",
+];
+
+/// Columns with few distinct values (stored as dictionary indices).
+const TINY_COLUMNS: &[&str] = &[
+    "_source",
+    "_partition",
+    "_record_index",
+    "operation_version",
+    "category",
+    "result_type",
+    "result_signature",
+    "http_status_code",
+    "is_access_policy_match",
+    "is_rbac_authorized",
+    "tls_version",
+    "identity_type",
+    "identity_app_id_acr",
+    "identity_tenant_id",
+    "result_class",
+    "subscription_id",
+    "resource_group",
+    "vault_name",
+    "object_kind",
+    "address_authorization_type",
+    "trusted_service",
+    "reason",
 ];
 
 type Writers = BTreeMap<(i32, i32), (ArrowWriter<Vec<u8>>, u64)>;
@@ -218,7 +250,8 @@ impl OpenBatch {
         let mut files = Vec::new();
         for (table, writers) in [(RAW_TABLE, self.raw), (DEAD_LETTER_TABLE, self.dead)] {
             for ((day, hour), (w, rows)) in writers {
-                let bytes = w.into_inner()?;
+                let mut bytes = w.into_inner()?;
+                bytes.shrink_to_fit();
                 files.push(EncodedFile {
                     table,
                     day,

@@ -88,7 +88,23 @@ pub async fn run(
         });
     }
     let all = source::partitions(&consumer, &config.topic, config.connect_timeout).await?;
-    let mut router = Router::new(&config, lake, consumer.clone(), stop.clone(), all.len());
+    // A scheduled job with a deep backlog reads partitions in waves of `active`: each
+    // open batch then gets a bigger share of the memory budget, so files stay large
+    // whatever the partition count. A service reads every partition at once.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let active = match (config.mode, config.assignment) {
+        (RunMode::UntilCaughtUp, Assignment::Assign) => ((config.memory_budget_bytes / (32 << 20))
+            as usize)
+            .clamp(2 * cores, all.len().max(2 * cores)),
+        _ => all.len(),
+    };
+    let mut router = Router::new(
+        &config,
+        lake,
+        consumer.clone(),
+        stop.clone(),
+        active.min(all.len()),
+    );
     match config.assignment {
         Assignment::Assign => {
             let parts = match &config.partitions {
@@ -104,16 +120,15 @@ pub async fn run(
                 }
             };
             let starts = router.start_points(&parts).await?;
-            let mut tpl = TopicPartitionList::new();
-            for (p, s) in &starts {
-                tpl.add_partition_offset(&config.topic, *p, Offset::Offset(s.offset))
-                    .map_err(|e| HotError::kafka("cannot build the assignment", e))?;
-            }
-            consumer
-                .assign(&tpl)
-                .map_err(|e| HotError::kafka("cannot assign partitions", e))?;
-            for (p, s) in starts {
+            let (done, todo): (Vec<_>, Vec<_>) = starts.into_iter().partition(|(_, s)| {
+                s.rerun.is_none() && s.stop_offset.is_some_and(|stop| s.offset >= stop)
+            });
+            for (p, s) in done {
                 router.spawn(p, s);
+            }
+            router.waiting = todo.into();
+            for _ in 0..active {
+                router.assign_next()?;
             }
         }
         Assignment::Subscribe => {
@@ -148,6 +163,8 @@ struct Router {
     revoked: HashMap<i32, CancellationToken>,
     tasks: JoinSet<Result<PartitionReport, HotError>>,
     reports: Vec<PartitionReport>,
+    /// Partitions not yet assigned (a wave-by-wave scheduled job).
+    waiting: std::collections::VecDeque<(i32, StartPoint)>,
     watermarks: HashMap<i32, (i64, i64)>,
 }
 
@@ -160,14 +177,20 @@ impl Router {
         partitions: usize,
     ) -> Self {
         let n = partitions.max(1) as u64;
-        let budget = config.memory_budget_bytes;
+        // About 96 MiB goes to what does not scale with the data: the runtime, librdkafka's
+        // per-partition state, the allocator's caches. The rest is shared out below.
+        let budget = config
+            .memory_budget_bytes
+            .saturating_sub(96 << 20)
+            .max(32 << 20);
         // Open batches and the previous batch of each partition (being uploaded) share
         // half the budget; chunks (pending and queued to tasks) an eighth; librdkafka's
         // prefetch a sixteenth (`source::create_consumer`).
+        // A sixth each: writers' buffers run ahead of their estimate, and Vec growth doubles.
         let file_target_bytes = config
             .batch
             .file_target_bytes
-            .min(budget / 4 / n)
+            .min(budget / 6 / n)
             .max(1 << 20);
         let chunk_bytes = (budget / 16 / n).clamp(32 << 10, 4 << 20) as usize;
         // Decoded rows wait for encoding in groups; about 1.2 KB of Arrow per record.
@@ -198,6 +221,7 @@ impl Router {
             revoked: HashMap::new(),
             tasks: JoinSet::new(),
             reports: Vec::new(),
+            waiting: std::collections::VecDeque::new(),
             watermarks: HashMap::new(),
         }
     }
@@ -268,6 +292,35 @@ impl Router {
         Ok(out)
     }
 
+    /// Adds the next waiting partition to the consumer's assignment and starts its task.
+    fn assign_next(&mut self) -> Result<(), HotError> {
+        let Some((p, s)) = self.waiting.pop_front() else {
+            return Ok(());
+        };
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.config.topic, p, Offset::Offset(s.offset))
+            .map_err(|e| HotError::kafka("cannot build the assignment", e))?;
+        self.consumer
+            .incremental_assign(&tpl)
+            .map_err(|e| HotError::kafka(format!("cannot assign partition {p}"), e))?;
+        self.spawn(p, s);
+        Ok(())
+    }
+
+    /// Takes a finished partition out of the assignment and starts the next one.
+    fn release(&mut self, partition: i32) -> Result<(), HotError> {
+        if self.config.assignment != Assignment::Assign {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.config.topic, partition);
+        if let Err(e) = self.consumer.incremental_unassign(&tpl) {
+            tracing::debug!(partition, error = %e, "unassign failed (harmless: the task is done)");
+        }
+        self.pending_bytes -= self.pending.remove(&partition).map_or(0, |c| c.bytes);
+        self.assign_next()
+    }
+
     fn spawn(&mut self, partition: i32, start: StartPoint) {
         let (tx, rx) = mpsc::channel(1);
         let revoked = CancellationToken::new();
@@ -315,7 +368,11 @@ impl Router {
         let mut last_error: Option<Instant> = None;
         let consumer = self.consumer.clone();
         loop {
-            if !subscribe && self.senders.is_empty() && self.tasks.is_empty() {
+            if !subscribe
+                && self.senders.is_empty()
+                && self.tasks.is_empty()
+                && self.waiting.is_empty()
+            {
                 return Ok(());
             }
             tokio::select! {
@@ -420,8 +477,9 @@ impl Router {
                 {
                     self.senders.remove(&report.partition);
                 }
+                let p = report.partition;
                 self.reports.push(report);
-                Ok(())
+                self.release(p)
             }
             Ok(Err(e)) => Err(e),
             Err(e) => Err(HotError::Task(e.to_string())),
