@@ -459,3 +459,38 @@ fn two_instances_share_a_group_and_the_survivor_takes_over_exactly_once() -> Res
     assert_exactly_once(&ledger.expected(), &lake_coordinates(lake.path())?)?;
     Ok(())
 }
+
+#[test]
+fn a_second_writer_on_the_same_partitions_is_fenced_and_nothing_doubles() -> Result<()> {
+    let broker = Broker::start(TOPIC, 4)?;
+    let mut ledger = Ledger::default();
+    produce(
+        &broker.bootstrap,
+        TOPIC,
+        4,
+        small_messages(61, 0.0),
+        600,
+        &mut ledger,
+    )?;
+    let lake = tempfile::tempdir()?;
+    let url = lake.path().to_str().unwrap_or_default().to_string();
+    // Two scheduled jobs started by mistake at once, both in assign mode on every partition.
+    let args = ["--until-caught-up", "--batch-max-records", "40"];
+    let spawn = || -> Result<Proc> {
+        Ok(Proc(
+            hot_command(&broker.bootstrap, TOPIC, &url, &args)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()?,
+        ))
+    };
+    let (mut a, mut b) = (spawn()?, spawn()?);
+    let (code_a, err_a) = a.finish()?;
+    let (code_b, err_b) = b.finish()?;
+    assert_eq!((code_a, code_b), (Some(0), Some(0)), "{err_a}\n{err_b}");
+    assert_exactly_once(&ledger.expected(), &lake_coordinates(lake.path())?)?;
+    // Each batch was committed once: one commit per plan, whoever won it.
+    let plans = find_files(lake.path(), ".plan.json").count();
+    assert_eq!(plans, find_files(lake.path(), ".commit.json").count());
+    Ok(())
+}
