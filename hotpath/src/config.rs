@@ -92,6 +92,9 @@ pub struct HotConfig {
     pub connect_timeout: Duration,
     /// Who writes, for the log (host and process id).
     pub writer_id: String,
+    /// Commit Kafka offsets after each lake commit, for lag tools. Off for replays, so a
+    /// replay never moves the live consumer group.
+    pub commit_kafka_offsets: bool,
 }
 
 impl HotConfig {
@@ -116,6 +119,7 @@ impl HotConfig {
             assignment: Assignment::Assign,
             connect_timeout: Duration::from_secs(30),
             writer_id: format!("pid-{}", std::process::id()),
+            commit_kafka_offsets: true,
         }
     }
 }
@@ -161,6 +165,7 @@ impl std::fmt::Debug for HotConfig {
             .field("assignment", &self.assignment)
             .field("connect_timeout", &self.connect_timeout)
             .field("writer_id", &self.writer_id)
+            .field("commit_kafka_offsets", &self.commit_kafka_offsets)
             .finish()
     }
 }

@@ -105,6 +105,7 @@ pub async fn convert(
             starting_timestamp_ms: None,
             ending_timestamp_ms: None,
             writer_id: writer_id.to_string(),
+            commit_kafka_offsets: false,
         };
         let source = path.display().to_string();
         let handle = tokio::runtime::Handle::current();
@@ -223,8 +224,14 @@ fn convert_file(
                 writer: shared.writer_id.clone(),
                 planned_at: kvlake_schemas::time::format_timestamp_micros(now),
             };
-            let c =
-                handle.block_on(write_batch(shared.clone(), log.clone(), plan, files, bytes))?;
+            let c = handle.block_on(write_batch(
+                shared.clone(),
+                log.clone(),
+                plan,
+                files,
+                bytes,
+                None,
+            ))?;
             if let Some(by) = c.lost_to {
                 return Err(HotError::Task(format!(
                     "{source}: another writer ({by}) is converting this file"
@@ -256,6 +263,7 @@ fn convert_file(
             plan,
             Vec::new(),
             0,
+            None,
         ))?;
     }
     tracing::info!(

@@ -61,9 +61,18 @@ impl Lake {
         options: &[(String, String)],
         output_prefix: Option<&str>,
     ) -> Result<Lake, HotError> {
+        // A SAS URL carries its token in the query: keep it out of every message.
+        let query = Url::parse(url)
+            .ok()
+            .and_then(|u| u.query().map(str::to_string))
+            .filter(|q| !q.is_empty());
+        let shown = Url::parse(url).map_or_else(|_| url.to_string(), |u| redact_url(&u));
         let err = |detail: String| HotError::LakeConfig {
-            url: url.to_string(),
-            detail,
+            url: shown.clone(),
+            detail: match &query {
+                Some(q) => detail.replace(q.as_str(), "[REDACTED]"),
+                None => detail,
+            },
         };
         let parsed = match Url::parse(url) {
             Ok(u) if u.scheme().len() > 1 => u,
@@ -357,5 +366,9 @@ mod tests {
             "/kv/raw"
         );
         assert!(Lake::open("az://c/p", &[("bogus".into(), "1".into())], None).is_err());
+        let e = Lake::open("s3x://bucket/p?sig=TOPSECRET", &[], None)
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("TOPSECRET"), "{e}");
     }
 }

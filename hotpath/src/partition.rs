@@ -36,6 +36,9 @@ pub struct StartPoint {
     pub rerun: Option<BatchPlan>,
     /// Stop once the partition reaches this offset (until-caught-up).
     pub stop_offset: Option<i64>,
+    /// Oldest offset the broker still has: a re-run whose range is all below it is
+    /// committed empty at once (its messages are gone and will never arrive).
+    pub low_watermark: i64,
 }
 
 /// Everything a partition task shares with the others.
@@ -61,6 +64,8 @@ pub struct Shared {
     pub ending_timestamp_ms: Option<i64>,
     /// Writer id for the log.
     pub writer_id: String,
+    /// Commit Kafka offsets after lake commits (not for replays: they must not move the live group).
+    pub commit_kafka_offsets: bool,
 }
 
 impl std::fmt::Debug for Shared {
@@ -105,6 +110,8 @@ pub struct PartitionTask {
     planned_end: i64,
     report: PartitionReport,
     finished: bool,
+    low_watermark: i64,
+    revoked: CancellationToken,
 }
 
 /// What writing one batch came to.
@@ -146,6 +153,8 @@ impl PartitionTask {
                 ..PartitionReport::default()
             },
             finished,
+            low_watermark: start.low_watermark,
+            revoked: CancellationToken::new(),
             shared,
         }
     }
@@ -156,6 +165,15 @@ impl PartitionTask {
         mut rx: mpsc::Receiver<Chunk>,
         signals: Signals,
     ) -> Result<PartitionReport, HotError> {
+        self.revoked = signals.revoked.clone();
+        if let Some(plan) = &self.rerun
+            && plan.end_offset <= self.low_watermark
+        {
+            let end = plan.end_offset;
+            tracing::error!(partition = self.partition, offsets = %format!("{}..{}", plan.start_offset, end), "the messages of an uncommitted batch were deleted by retention; committing its range empty");
+            self.close(Some(end)).await?;
+            self.rerun = None;
+        }
         let result = self.run_inner(&mut rx, &signals).await;
         if signals.revoked.is_cancelled() {
             if let Some(h) = self.inflight.take() {
@@ -309,6 +327,15 @@ impl PartitionTask {
 
     /// Closes the open batch at `end` (default: the current position) and hands it to the writer.
     async fn close(&mut self, end: Option<i64>) -> Result<(), HotError> {
+        // A re-run commits its exact range even when none of its messages arrived.
+        if self.open.is_none() && end.is_some() && self.rerun.is_some() {
+            let limits = &self.shared.limits;
+            self.open = Some(Open {
+                batch: OpenBatch::new(limits.max_message_bytes, limits.row_group_rows),
+                start: self.planned_end,
+                opened_at: Instant::now(),
+            });
+        }
         let Some(open) = self.open.take() else {
             return Ok(());
         };
@@ -340,13 +367,14 @@ impl PartitionTask {
         check_follows(&self.shared.topic, self.partition, self.planned_end, &plan)?;
         self.seq += 1;
         self.planned_end = end;
-        let (shared, log) = (self.shared.clone(), self.log.clone());
+        let (shared, log, revoked) = (self.shared.clone(), self.log.clone(), self.revoked.clone());
         self.inflight = Some(tokio::spawn(write_batch(
             shared,
             log,
             plan,
             files,
             message_bytes,
+            Some(revoked),
         )));
         Ok(())
     }
@@ -384,9 +412,24 @@ pub(crate) async fn write_batch(
     plan: BatchPlan,
     files: Vec<crate::encode::EncodedFile>,
     message_bytes: u64,
+    revoked: Option<CancellationToken>,
 ) -> Result<Committed, HotError> {
     let started = Instant::now();
     let (p, start, end) = (plan.partition, plan.start_offset, plan.end_offset);
+    // A revoked partition belongs to another instance now: write nothing more of it.
+    let lost = |what: &str| Committed {
+        end,
+        raw_rows: 0,
+        dead_letter_rows: 0,
+        bytes: 0,
+        lost_to: Some(what.to_string()),
+    };
+    if revoked
+        .as_ref()
+        .is_some_and(CancellationToken::is_cancelled)
+    {
+        return Ok(lost("revoked before its plan"));
+    }
     if let Fence::Lost { by } = log.write_plan(&plan).await? {
         return Ok(Committed {
             end,
@@ -419,6 +462,12 @@ pub(crate) async fn write_batch(
     let puts: Vec<_> = puts.collect();
     futures::future::try_join_all(puts).await?;
     fail::fail_point!("after-files");
+    if revoked
+        .as_ref()
+        .is_some_and(CancellationToken::is_cancelled)
+    {
+        return Ok(lost("revoked before its commit"));
+    }
     let commit = BatchCommit {
         version: LOG_FORMAT_VERSION,
         topic: plan.topic.clone(),
@@ -442,7 +491,11 @@ pub(crate) async fn write_batch(
         });
     }
     fail::fail_point!("after-commit");
-    if let Some(c) = &shared.consumer {
+    if let Some(c) = shared
+        .consumer
+        .as_ref()
+        .filter(|_| shared.commit_kafka_offsets)
+    {
         commit_offset(c, &shared.topic, p, end);
     }
     tracing::info!(

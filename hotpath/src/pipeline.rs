@@ -124,7 +124,11 @@ pub async fn run(
                 s.rerun.is_none() && s.stop_offset.is_some_and(|stop| s.offset >= stop)
             });
             for (p, s) in done {
-                router.spawn(p, s);
+                router.reports.push(PartitionReport {
+                    partition: p,
+                    end_offset: s.offset,
+                    ..PartitionReport::default()
+                });
             }
             router.waiting = todo.into();
             for _ in 0..active {
@@ -160,12 +164,12 @@ struct Router {
     pending_bytes: usize,
     senders: HashMap<i32, mpsc::Sender<Chunk>>,
     pending: HashMap<i32, Chunk>,
-    revoked: HashMap<i32, CancellationToken>,
+    /// Partitions this run assigned itself (assign mode).
+    assigned: std::collections::HashSet<i32>,
     tasks: JoinSet<Result<PartitionReport, HotError>>,
     reports: Vec<PartitionReport>,
     /// Partitions not yet assigned (a wave-by-wave scheduled job).
     waiting: std::collections::VecDeque<(i32, StartPoint)>,
-    watermarks: HashMap<i32, (i64, i64)>,
 }
 
 impl Router {
@@ -207,6 +211,7 @@ impl Router {
             starting_timestamp_ms: config.starting_timestamp_ms,
             ending_timestamp_ms: config.ending_timestamp_ms,
             writer_id: config.writer_id.clone(),
+            commit_kafka_offsets: config.commit_kafka_offsets,
         };
         Router {
             config: config.clone(),
@@ -218,11 +223,10 @@ impl Router {
             pending_bytes: 0,
             senders: HashMap::new(),
             pending: HashMap::new(),
-            revoked: HashMap::new(),
+            assigned: std::collections::HashSet::new(),
             tasks: JoinSet::new(),
             reports: Vec::new(),
             waiting: std::collections::VecDeque::new(),
-            watermarks: HashMap::new(),
         }
     }
 
@@ -278,7 +282,6 @@ impl Router {
             }
             let stop_offset = (self.config.mode == RunMode::UntilCaughtUp).then_some(high);
             tracing::info!(partition = p, seq, offset, low, high, "partition starts");
-            self.watermarks.insert(p, (low, high));
             out.push((
                 p,
                 StartPoint {
@@ -286,6 +289,7 @@ impl Router {
                     offset,
                     rerun,
                     stop_offset,
+                    low_watermark: low,
                 },
             ));
         }
@@ -303,13 +307,15 @@ impl Router {
         self.consumer
             .incremental_assign(&tpl)
             .map_err(|e| HotError::kafka(format!("cannot assign partition {p}"), e))?;
+        self.assigned.insert(p);
         self.spawn(p, s);
         Ok(())
     }
 
     /// Takes a finished partition out of the assignment and starts the next one.
     fn release(&mut self, partition: i32) -> Result<(), HotError> {
-        if self.config.assignment != Assignment::Assign {
+        self.drop_pending(partition);
+        if !self.assigned.remove(&partition) {
             return Ok(());
         }
         let mut tpl = TopicPartitionList::new();
@@ -317,8 +323,14 @@ impl Router {
         if let Err(e) = self.consumer.incremental_unassign(&tpl) {
             tracing::debug!(partition, error = %e, "unassign failed (harmless: the task is done)");
         }
-        self.pending_bytes -= self.pending.remove(&partition).map_or(0, |c| c.bytes);
+        if self.stop.is_cancelled() {
+            return Ok(());
+        }
         self.assign_next()
+    }
+
+    fn drop_pending(&mut self, partition: i32) {
+        self.pending_bytes -= self.pending.remove(&partition).map_or(0, |c| c.bytes);
     }
 
     fn spawn(&mut self, partition: i32, start: StartPoint) {
@@ -327,24 +339,21 @@ impl Router {
         self.consumer.context().watch(partition, revoked.clone());
         let signals = Signals {
             stop: self.stop.clone(),
-            revoked: revoked.clone(),
+            revoked,
         };
         let task = PartitionTask::new(self.shared.clone(), partition, start);
         self.tasks.spawn(task.run(rx, signals));
         self.senders.insert(partition, tx);
-        self.revoked.insert(partition, revoked);
     }
 
     async fn handle_rebalance(&mut self) -> Result<(), HotError> {
         for event in self.consumer.context().take_events() {
             match event {
                 RebalanceEvent::Revoked(parts) => {
+                    // The tasks' revocation tokens were cancelled in librdkafka's callback.
                     for p in parts {
                         self.senders.remove(&p);
-                        self.pending.remove(&p);
-                        if let Some(t) = self.revoked.remove(&p) {
-                            t.cancel();
-                        }
+                        self.drop_pending(p);
                     }
                 }
                 RebalanceEvent::Assigned(parts) => {
@@ -353,6 +362,12 @@ impl Router {
                         .filter(|p| !self.senders.contains_key(p))
                         .collect();
                     for (p, s) in self.start_points(&fresh).await? {
+                        // The group starts a partition at Kafka's committed offset; the lake decides.
+                        let (c, topic, offset) =
+                            (self.consumer.clone(), self.config.topic.clone(), s.offset);
+                        tokio::task::spawn_blocking(move || seek_when_ready(&c, &topic, p, offset))
+                            .await
+                            .map_err(|e| HotError::Task(e.to_string()))??;
                         self.spawn(p, s);
                     }
                 }
@@ -514,6 +529,37 @@ impl Router {
         match first_error {
             Some(e) => (Err(e), abandoned),
             None => (Ok(self.reports), abandoned),
+        }
+    }
+}
+
+/// Moves a freshly assigned partition to the lake's position; librdkafka refuses a seek
+/// until the partition's fetcher has started, so try for a few seconds.
+fn seek_when_ready(
+    consumer: &KafkaConsumer,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> Result<(), HotError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match consumer.seek(
+            topic,
+            partition,
+            Offset::Offset(offset),
+            Duration::from_secs(2),
+        ) {
+            Ok(()) => return Ok(()),
+            Err(e) if std::time::Instant::now() < deadline => {
+                tracing::debug!(partition, offset, error = %e, "seek not accepted yet, retrying");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => {
+                return Err(HotError::kafka(
+                    format!("cannot move partition {partition} to the lake's offset {offset}"),
+                    e,
+                ));
+            }
         }
     }
 }

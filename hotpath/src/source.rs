@@ -132,6 +132,9 @@ pub fn create_consumer(
     for (k, v) in props {
         cfg.set(k, v);
     }
+    // Where to start is the lake's decision, never librdkafka's: an out-of-range position
+    // (retention) restarts at the oldest message.
+    cfg.set("auto.offset.reset", "earliest");
     cfg.set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false");
     cfg.create_with_context(SourceContext::default())

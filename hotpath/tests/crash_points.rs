@@ -8,12 +8,16 @@ use std::time::Duration;
 use kvlake_hotpath::{HotConfig, Lake, RunMode};
 use kvlake_tests::{
     Ledger, assert_exactly_once, find_files, lake_coordinates, parquet_files, produce,
-    small_messages,
+    produce_past_retention, small_messages,
 };
 use rdkafka::mocking::MockCluster;
 use tokio_util::sync::CancellationToken;
 
 const TOPIC: &str = "kv-audit";
+
+/// Failpoints are process-wide: tests that set them take turns (nextest runs each test
+/// in its own process anyway; this keeps `cargo test` right too).
+static FAILPOINTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn config(bootstrap: &str) -> HotConfig {
     let mut cfg = HotConfig::new(bootstrap, TOPIC, "crash-points");
@@ -26,6 +30,7 @@ fn config(bootstrap: &str) -> HotConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_at_every_protocol_step_then_restart_is_exactly_once() {
+    let _turn = FAILPOINTS.lock().await;
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic(TOPIC, 2, 1).unwrap();
     let bootstrap = cluster.bootstrap_servers();
@@ -98,4 +103,75 @@ async fn crash_at_every_protocol_step_then_restart_is_exactly_once() {
             .collect();
         assert_eq!(on_disk, listed, "{point}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planned_batch_whose_messages_expired_is_committed_empty_and_the_partition_goes_on() {
+    let _turn = FAILPOINTS.lock().await;
+    let topic = "kv-expire";
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(topic, 1, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let lake_dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(lake_dir.path().to_str().unwrap(), &[], None).unwrap();
+    let cfg = |b: &str| {
+        let mut c = config(b);
+        c.topic = topic.to_string();
+        c.batch.max_records = 1_000_000;
+        c
+    };
+    let (b, mut ledger) = (bootstrap.clone(), Ledger::default());
+    ledger = tokio::task::spawn_blocking(move || {
+        produce(&b, topic, 1, small_messages(70, 0.0), 60, &mut ledger).unwrap();
+        ledger
+    })
+    .await
+    .unwrap();
+    // Crash after the plan: the batch [0, 60) is planned, never written.
+    fail::cfg("after-plan", "panic").unwrap();
+    assert!(
+        kvlake_hotpath::run(cfg(&bootstrap), lake.clone(), CancellationToken::new())
+            .await
+            .is_err()
+    );
+    fail::remove("after-plan");
+    // Meanwhile retention deletes those messages (the mock broker keeps 5 MiB).
+    let b = bootstrap.clone();
+    ledger = tokio::task::spawn_blocking(move || {
+        produce_past_retention(&b, topic, 1, small_messages(71, 0.0), 1500, &mut ledger).unwrap();
+        ledger
+    })
+    .await
+    .unwrap();
+    let consumer: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    let (low, _) =
+        rdkafka::consumer::Consumer::fetch_watermarks(&consumer, topic, 0, Duration::from_secs(10))
+            .unwrap();
+    assert!(
+        low > 60,
+        "retention moved the low watermark past the planned batch ({low})"
+    );
+    let summary = kvlake_hotpath::run(cfg(&bootstrap), lake.clone(), CancellationToken::new())
+        .await
+        .unwrap();
+    assert!(
+        summary.partitions.iter().all(|p| p.lost_to.is_none()),
+        "the partition is not given up"
+    );
+    // What the broker still had is in the lake, exactly once; nothing of the expired range is.
+    let remaining = Ledger {
+        messages: ledger
+            .messages
+            .into_iter()
+            .filter(|((_, o), _)| *o >= low)
+            .collect(),
+    };
+    assert_exactly_once(
+        &remaining.expected(),
+        &lake_coordinates(lake_dir.path()).unwrap(),
+    )
+    .unwrap();
 }

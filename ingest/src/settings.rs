@@ -105,8 +105,15 @@ pub struct LakeSpec {
 fn duration(name: &str, v: &Option<String>, default: Duration) -> Result<Duration> {
     match v {
         None => Ok(default),
-        Some(s) => humantime::parse_duration(s.trim())
-            .with_context(|| format!("--{name}: `{s}` is not a duration (write e.g. 30s, 5m, 4h)")),
+        Some(s) => {
+            let d = humantime::parse_duration(s.trim()).with_context(|| {
+                format!("--{name}: `{s}` is not a duration (write e.g. 30s, 5m, 4h)")
+            })?;
+            if d > Duration::from_secs(366 * 86_400) {
+                bail!("--{name}: `{s}` is longer than a year; write a shorter duration");
+            }
+            Ok(d)
+        }
     }
 }
 
@@ -244,7 +251,7 @@ pub fn validate(s: HotSettings) -> Result<(HotConfig, LakeSpec)> {
     for (k, v) in &s.kafka_options {
         if matches!(
             k.as_str(),
-            "enable.auto.commit" | "enable.auto.offset.store"
+            "enable.auto.commit" | "enable.auto.offset.store" | "auto.offset.reset"
         ) {
             bail!(
                 "--kafka-option {k} cannot be changed: kvlake stores offsets itself, after each lake commit"
@@ -302,7 +309,18 @@ pub fn validate(s: HotSettings) -> Result<(HotConfig, LakeSpec)> {
         &s.max_message_size,
         cfg.batch.max_message_bytes as u64,
     )? as usize;
-    cfg.partitions = s.partitions.clone();
+    cfg.partitions = s.partitions.clone().map(|mut p| {
+        p.sort_unstable();
+        p.dedup();
+        p
+    });
+    if s.scale_out && (s.until_caught_up || s.ending_timestamp.is_some()) {
+        bail!(
+            "--scale-out shares partitions for a long-running service; --until-caught-up and replays read every partition themselves (leave out --scale-out)"
+        );
+    }
+    // A replay must never move the live group's offsets (lag tools, scale-out starts).
+    cfg.commit_kafka_offsets = s.output_prefix.is_none();
     cfg.assignment = if s.scale_out {
         Assignment::Subscribe
     } else {

@@ -148,6 +148,30 @@ pub fn produce(
     messages: usize,
     ledger: &mut Ledger,
 ) -> Result<()> {
+    produce_inner(bootstrap, topic, partitions, cfg, messages, ledger, true)
+}
+
+/// Like [`produce`], but lets the mock broker drop the oldest data (a retention test).
+pub fn produce_past_retention(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    cfg: GeneratorConfig,
+    messages: usize,
+    ledger: &mut Ledger,
+) -> Result<()> {
+    produce_inner(bootstrap, topic, partitions, cfg, messages, ledger, false)
+}
+
+fn produce_inner(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    cfg: GeneratorConfig,
+    messages: usize,
+    ledger: &mut Ledger,
+    check_kept: bool,
+) -> Result<()> {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "2")
@@ -185,7 +209,7 @@ pub fn produce(
             .create()?;
         let (low, high) = c.fetch_watermarks(topic, p, Duration::from_secs(10))?;
         ensure!(
-            low == 0,
+            low == 0 || !check_kept,
             "the mock broker dropped data of partition {p}: produce less per partition"
         );
         ensure!(
