@@ -12,12 +12,15 @@ use kvlake_schemas::checkpoint::Resume;
 use tokio::sync::Semaphore;
 
 use crate::config::BatchLimits;
+use crate::encode::EncodedFile;
 use crate::encode::OpenBatch;
 use crate::error::HotError;
 use crate::lake::Lake;
 use crate::log::PartitionLog;
 use crate::messages::Msg;
-use crate::partition::{Shared, write_batch};
+use crate::partition::{Committed, Shared, write_batch};
+use kvlake_schemas::checkpoint::{BatchPlan, LOG_FORMAT_VERSION};
+use kvlake_schemas::time::format_timestamp_micros;
 
 /// What `convert` did.
 #[derive(Debug, Clone, Default)]
@@ -211,32 +214,9 @@ fn convert_file(
                 &mut open,
                 OpenBatch::new(max_message_bytes, limits.row_group_rows),
             );
-            let bytes = batch.message_bytes();
-            let files = batch.finish()?;
-            let plan = kvlake_schemas::checkpoint::BatchPlan {
-                version: kvlake_schemas::checkpoint::LOG_FORMAT_VERSION,
-                topic: shared.topic.clone(),
-                partition: 0,
-                seq,
-                start_offset: start,
-                end_offset: end,
-                messages: chunk.len() as u64,
-                writer: shared.writer_id.clone(),
-                planned_at: kvlake_schemas::time::format_timestamp_micros(now),
-            };
-            let c = handle.block_on(write_batch(
-                shared.clone(),
-                log.clone(),
-                plan,
-                files,
-                bytes,
-                None,
-            ))?;
-            if let Some(by) = c.lost_to {
-                return Err(HotError::Task(format!(
-                    "{source}: another writer ({by}) is converting this file"
-                )));
-            }
+            let (bytes, messages) = (batch.message_bytes(), batch.messages());
+            let plan = file_plan(&shared, seq, start, end, messages, now);
+            let c = commit(handle, &shared, &log, plan, batch.finish()?, bytes, source)?;
             summary.raw_rows += c.raw_rows;
             summary.dead_letter_rows += c.dead_letter_rows;
             summary.bytes += c.bytes;
@@ -246,25 +226,8 @@ fn convert_file(
     }
     if n == 0 {
         // An empty file still gets a commit, so it counts as converted.
-        let plan = kvlake_schemas::checkpoint::BatchPlan {
-            version: kvlake_schemas::checkpoint::LOG_FORMAT_VERSION,
-            topic: shared.topic.clone(),
-            partition: 0,
-            seq,
-            start_offset: start,
-            end_offset: total_lines + 1,
-            messages: 0,
-            writer: shared.writer_id.clone(),
-            planned_at: kvlake_schemas::time::format_timestamp_micros(now),
-        };
-        handle.block_on(write_batch(
-            shared.clone(),
-            log.clone(),
-            plan,
-            Vec::new(),
-            0,
-            None,
-        ))?;
+        let plan = file_plan(&shared, seq, start, total_lines + 1, 0, now);
+        commit(handle, &shared, &log, plan, Vec::new(), 0, source)?;
     }
     tracing::info!(
         file = source,
@@ -273,4 +236,52 @@ fn convert_file(
         "file converted"
     );
     Ok(Some(summary))
+}
+
+/// The plan of one batch of a file: line numbers are the offsets.
+fn file_plan(
+    shared: &Shared,
+    seq: u64,
+    start: i64,
+    end: i64,
+    messages: u64,
+    now: i64,
+) -> BatchPlan {
+    BatchPlan {
+        version: LOG_FORMAT_VERSION,
+        topic: shared.topic.clone(),
+        partition: 0,
+        seq,
+        start_offset: start,
+        end_offset: end,
+        messages,
+        writer: shared.writer_id.clone(),
+        planned_at: format_timestamp_micros(now),
+    }
+}
+
+/// Plan → files → commit for a file batch, from the blocking thread reading the file.
+fn commit(
+    handle: &tokio::runtime::Handle,
+    shared: &Shared,
+    log: &PartitionLog,
+    plan: BatchPlan,
+    files: Vec<EncodedFile>,
+    bytes: u64,
+    source: &str,
+) -> Result<Committed, HotError> {
+    let c = handle.block_on(write_batch(
+        shared.clone(),
+        log.clone(),
+        plan,
+        files,
+        bytes,
+        None,
+    ))?;
+    if let Some(by) = &c.lost_to {
+        return Err(HotError::Task(format!(
+            "{source}: another writer ({by}) is converting this file"
+        )));
+    }
+    Ok(c)
 }

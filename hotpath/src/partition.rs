@@ -431,13 +431,7 @@ pub(crate) async fn write_batch(
         return Ok(lost("revoked before its plan"));
     }
     if let Fence::Lost { by } = log.write_plan(&plan).await? {
-        return Ok(Committed {
-            end,
-            raw_rows: 0,
-            dead_letter_rows: 0,
-            bytes: 0,
-            lost_to: Some(by),
-        });
+        return Ok(lost(&by));
     }
     fail::fail_point!("after-plan");
     let name = batch_file_name(&shared.topic, p, start, end);
@@ -482,13 +476,7 @@ pub(crate) async fn write_batch(
         committed_at: format_timestamp_micros(now_micros()),
     };
     if let Fence::Lost { by } = log.write_commit(&commit).await? {
-        return Ok(Committed {
-            end,
-            raw_rows: 0,
-            dead_letter_rows: 0,
-            bytes: 0,
-            lost_to: Some(by),
-        });
+        return Ok(lost(&by));
     }
     fail::fail_point!("after-commit");
     if let Some(c) = shared
