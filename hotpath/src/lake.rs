@@ -260,6 +260,37 @@ impl Lake {
         Ok(out)
     }
 
+    /// Lists objects under a folder whose path sorts after `rel_offset` (a path relative
+    /// to the lake root): the log's fast path, server-side on Azure (`startFrom`).
+    pub async fn list_after(
+        &self,
+        rel_dir: &str,
+        rel_offset: &str,
+    ) -> Result<Vec<(String, u64)>, HotError> {
+        let dir = self.path(rel_dir);
+        let offset = self.path(rel_offset);
+        let root = self.root.clone();
+        let items = (|| async { self.store.list_with_offset(Some(&dir), &offset).try_collect::<Vec<_>>().await })
+            .retry(self.backoff())
+            .when(is_transient)
+            .notify(|e, d| tracing::warn!(op = "list", path = %dir, error = %e, retry_in = ?d, "storage unavailable, retrying"))
+            .await
+            .map_err(|source| HotError::Storage { op: "list", path: dir.to_string(), source: Box::new(source) })?;
+        let mut out: Vec<(String, u64)> = items
+            .into_iter()
+            .filter_map(|m| {
+                let rel: Vec<_> = m
+                    .location
+                    .prefix_match(&root)?
+                    .map(|p| p.as_ref().to_string())
+                    .collect();
+                Some((rel.join("/"), m.size))
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
     /// Deletes an object; missing is fine.
     pub async fn delete(&self, rel: &str) -> Result<(), HotError> {
         let path = self.path(rel);

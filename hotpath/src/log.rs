@@ -58,13 +58,20 @@ impl PartitionLog {
 
     /// Sequence numbers of the plans and commits present, ascending.
     async fn entries(&self) -> Result<(Vec<u64>, Vec<u64>), HotError> {
+        let dir = log_dir(&self.topic, self.partition);
+        // The hint names a committed batch; entries are immutable and sort by sequence,
+        // so listing from it finds everything newer without reading years of history.
+        let listed = match self.latest_hint().await {
+            Some(seq) => {
+                self.lake
+                    .list_after(&dir, &format!("{dir}/{seq:020}"))
+                    .await?
+            }
+            None => self.lake.list(&dir).await?,
+        };
         let mut plans = Vec::new();
         let mut commits = Vec::new();
-        for (path, _) in self
-            .lake
-            .list(&log_dir(&self.topic, self.partition))
-            .await?
-        {
+        for (path, _) in listed {
             let name = path.rsplit('/').next().unwrap_or_default();
             match parse_log_entry_name(name) {
                 Some((seq, LogEntryKind::Plan)) => plans.push(seq),
@@ -75,6 +82,19 @@ impl PartitionLog {
         plans.sort_unstable();
         commits.sort_unstable();
         Ok((plans, commits))
+    }
+
+    fn hint_path(&self) -> String {
+        format!("{}/_latest.json", log_dir(&self.topic, self.partition))
+    }
+
+    /// The last committed sequence number the hint records; never authoritative.
+    async fn latest_hint(&self) -> Option<u64> {
+        let bytes = self.lake.get(&self.hint_path()).await.ok()??;
+        serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()?
+            .get("seq")?
+            .as_u64()
     }
 
     /// Where this partition resumes: from the last commit, or by re-running the last plan.
@@ -98,7 +118,17 @@ impl PartitionLog {
 
     /// Every commit, in order: what a reader that follows the log sees.
     pub async fn commits(&self) -> Result<Vec<BatchCommit>, HotError> {
-        let (_, commits) = self.entries().await?;
+        let mut commits: Vec<u64> = self
+            .lake
+            .list(&log_dir(&self.topic, self.partition))
+            .await?
+            .iter()
+            .filter_map(|(path, _)| {
+                parse_log_entry_name(path.rsplit('/').next().unwrap_or_default())
+            })
+            .filter_map(|(seq, kind)| (kind == LogEntryKind::Commit).then_some(seq))
+            .collect();
+        commits.sort_unstable();
         let mut out = Vec::with_capacity(commits.len());
         for seq in commits {
             if let Some(c) = self.read::<BatchCommit>(seq, LogEntryKind::Commit).await? {
@@ -144,7 +174,14 @@ impl PartitionLog {
             "failpoint before-commit".into()
         )));
         match self.lake.put_if_absent(&path, to_json(commit)).await? {
-            Created::Created => Ok(Fence::Ours),
+            Created::Created => {
+                // Best effort: a stale or missing hint only makes the next start list more.
+                let hint = Bytes::from(format!("{{\"seq\":{}}}", commit.seq));
+                if let Err(e) = self.lake.put(&self.hint_path(), hint).await {
+                    tracing::debug!(error = %e, "could not update the log hint");
+                }
+                Ok(Fence::Ours)
+            }
             Created::AlreadyExists => {
                 let theirs: Option<BatchCommit> =
                     self.read(commit.seq, LogEntryKind::Commit).await?;
@@ -228,5 +265,16 @@ mod tests {
             Resume::From { seq: 1, offset: 10 }
         );
         assert_eq!(log.commits().await.unwrap(), vec![commit(&p0)]);
+        // With a hint, resume lists from it and still sees a newer uncommitted plan.
+        let p1 = plan(1, 10, 20, "a");
+        log.write_plan(&p1).await.unwrap();
+        assert_eq!(log.latest_hint().await, Some(0));
+        assert_eq!(log.resume().await.unwrap(), Resume::Rerun(p1.clone()));
+        log.write_commit(&commit(&p1)).await.unwrap();
+        assert_eq!(log.latest_hint().await, Some(1));
+        assert_eq!(
+            log.resume().await.unwrap(),
+            Resume::From { seq: 2, offset: 20 }
+        );
     }
 }
