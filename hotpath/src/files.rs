@@ -92,10 +92,22 @@ pub async fn convert(
     for path in files {
         let log_name = file_log_name(&path);
         let log = PartitionLog::new(lake.clone(), &log_name, 0);
-        let (seq, from_line) = match log.resume().await? {
-            Resume::Fresh => (0, 1),
-            Resume::From { seq, offset } => (seq, offset),
-            Resume::Rerun(plan) => (plan.seq, plan.start_offset),
+        let resume = match log.resume().await? {
+            Resume::Fresh => FileResume {
+                seq: 0,
+                from_line: 1,
+                rerun_end: None,
+            },
+            Resume::From { seq, offset } => FileResume {
+                seq,
+                from_line: offset,
+                rerun_end: None,
+            },
+            Resume::Rerun(plan) => FileResume {
+                seq: plan.seq,
+                from_line: plan.start_offset,
+                rerun_end: Some(plan.end_offset),
+            },
         };
         let shared = Shared {
             topic: log_name.clone(),
@@ -109,14 +121,13 @@ pub async fn convert(
             ending_timestamp_ms: None,
             writer_id: writer_id.to_string(),
             commit_kafka_offsets: false,
+            queued_bytes: None,
         };
         let source = path.display().to_string();
         let handle = tokio::runtime::Handle::current();
         let limits = limits.clone();
         let result = tokio::task::spawn_blocking(move || {
-            convert_file(
-                &path, &source, from_line, seq, shared, log, &limits, &handle,
-            )
+            convert_file(&path, &source, resume, shared, log, &limits, &handle)
         })
         .await
         .map_err(|e| HotError::Task(e.to_string()))??;
@@ -133,13 +144,67 @@ pub async fn convert(
     Ok(summary)
 }
 
-/// Reads one file on a blocking thread; batches are written through the runtime handle.
-#[allow(clippy::too_many_arguments)]
+/// Where a file's conversion resumes, from its log.
+#[derive(Debug, Clone, Copy)]
+struct FileResume {
+    /// Next plan's sequence number.
+    seq: u64,
+    /// First line not yet in a committed batch.
+    from_line: i64,
+    /// An uncommitted plan's end: the first batch must close exactly there.
+    rerun_end: Option<i64>,
+}
+
+/// A batch of a file being built, with the line it starts at.
+struct FileBatch<'a> {
+    shared: &'a Shared,
+    log: &'a PartitionLog,
+    handle: &'a tokio::runtime::Handle,
+    source: &'a str,
+    limits: &'a BatchLimits,
+    max_message_bytes: usize,
+    open: OpenBatch,
+    start: i64,
+    seq: u64,
+    now: i64,
+    summary: ConvertSummary,
+}
+
+impl FileBatch<'_> {
+    fn add(&mut self, msgs: &[Msg]) -> Result<(), HotError> {
+        Ok(self.open.add(msgs, self.source, 0, self.now)?)
+    }
+
+    /// Plan → files → commit for lines `[start, end)`.
+    fn close(&mut self, end: i64) -> Result<(), HotError> {
+        let fresh = OpenBatch::new(self.max_message_bytes, self.limits.row_group_rows);
+        let batch = std::mem::replace(&mut self.open, fresh);
+        let (bytes, messages) = (batch.message_bytes(), batch.messages());
+        let plan = file_plan(self.shared, self.seq, self.start, end, messages, self.now);
+        let c = commit(
+            self.handle,
+            self.shared,
+            self.log,
+            plan,
+            batch.finish()?,
+            bytes,
+            self.source,
+        )?;
+        self.summary.raw_rows += c.raw_rows;
+        self.summary.dead_letter_rows += c.dead_letter_rows;
+        self.summary.bytes += c.bytes;
+        self.seq += 1;
+        self.start = end;
+        Ok(())
+    }
+}
+
+/// Reads one file on a blocking thread, a chunk of lines at a time, so memory holds one
+/// batch, not the file; batches are written through the runtime handle.
 fn convert_file(
     path: &Path,
     source: &str,
-    from_line: i64,
-    mut seq: u64,
+    resume: FileResume,
     shared: Shared,
     log: PartitionLog,
     limits: &BatchLimits,
@@ -150,92 +215,117 @@ fn convert_file(
         detail: e.to_string(),
     };
     let file = std::fs::File::open(path).map_err(io_err)?;
-    let gz = path.extension().is_some_and(|e| e == "gz");
-    let reader: Box<dyn Read> = if gz {
+    let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
         Box::new(flate2::read::MultiGzDecoder::new(file))
     } else {
         Box::new(file)
     };
     let mut reader = BufReader::with_capacity(1 << 20, reader);
-    let mut lines: Vec<Vec<u8>> = Vec::new();
-    let mut buf = Vec::new();
-    while reader.read_until(b'\n', &mut buf).map_err(io_err)? > 0 {
-        lines.push(std::mem::take(&mut buf));
+    let blank = |l: &[u8]| l.iter().all(u8::is_ascii_whitespace);
+    // The first non-blank line decides: a JSON value of its own means JSON lines,
+    // anything else is one document (a pretty-printed {"records": [...]}).
+    let mut line_no = 0i64;
+    let mut first = Vec::new();
+    loop {
+        first.clear();
+        if reader.read_until(b'\n', &mut first).map_err(io_err)? == 0 {
+            first.clear();
+            break;
+        }
+        line_no += 1;
+        if !blank(&first) {
+            break;
+        }
     }
-    let total_lines = lines.len() as i64;
-    if from_line > total_lines {
-        return Ok(None);
-    }
-    // JSON lines when the first line is a JSON value of its own; otherwise one document.
-    let first = lines
-        .iter()
-        .find(|l| !l.iter().all(u8::is_ascii_whitespace));
-    let is_lines = first.is_none_or(|l| serde_json::from_slice::<serde::de::IgnoredAny>(l).is_ok());
-    let msgs: Vec<Msg> = if is_lines {
-        lines
-            .into_iter()
-            .enumerate()
-            .map(|(i, l)| Msg {
-                offset: i as i64 + 1,
-                timestamp_ms: None,
-                payload: l,
-            })
-            .filter(|m| m.offset >= from_line && !m.payload.iter().all(u8::is_ascii_whitespace))
-            .collect()
-    } else {
-        vec![Msg {
-            offset: 1,
-            timestamp_ms: None,
-            payload: lines.concat(),
-        }]
-    };
+    let is_lines =
+        first.is_empty() || serde_json::from_slice::<serde::de::IgnoredAny>(&first).is_ok();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64);
     let max_message_bytes = if is_lines {
         limits.max_message_bytes
     } else {
         usize::MAX
     };
-    let mut summary = ConvertSummary::default();
-    let mut start = from_line;
-    let mut open = OpenBatch::new(max_message_bytes, limits.row_group_rows);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64);
-    let n = msgs.len();
-    for (i, chunk) in msgs.chunks(1024).enumerate() {
-        open.add(chunk, source, 0, now)?;
-        let last = i * 1024 + chunk.len() == n;
-        if last || open.memory_bytes() >= limits.file_target_bytes {
-            let end = if last {
-                total_lines.max(start) + 1
-            } else {
-                chunk.last().map_or(start, |m| m.offset + 1)
-            };
-            let batch = std::mem::replace(
-                &mut open,
-                OpenBatch::new(max_message_bytes, limits.row_group_rows),
-            );
-            let (bytes, messages) = (batch.message_bytes(), batch.messages());
-            let plan = file_plan(&shared, seq, start, end, messages, now);
-            let c = commit(handle, &shared, &log, plan, batch.finish()?, bytes, source)?;
-            summary.raw_rows += c.raw_rows;
-            summary.dead_letter_rows += c.dead_letter_rows;
-            summary.bytes += c.bytes;
-            seq += 1;
-            start = end;
+    let mut batch = FileBatch {
+        shared: &shared,
+        log: &log,
+        handle,
+        source,
+        limits,
+        max_message_bytes,
+        open: OpenBatch::new(max_message_bytes, limits.row_group_rows),
+        start: resume.from_line,
+        seq: resume.seq,
+        now,
+        summary: ConvertSummary::default(),
+    };
+    if !is_lines {
+        // One document is one message at line 1; a file that grew later is not read again.
+        if resume.from_line > 1 {
+            return Ok(None);
+        }
+        reader.read_to_end(&mut first).map_err(io_err)?;
+        batch.add(&[Msg {
+            offset: 1,
+            timestamp_ms: None,
+            payload: first,
+        }])?;
+        batch.close(2)?;
+        return Ok(Some(batch.summary));
+    }
+    let mut rerun_end = resume.rerun_end;
+    let mut chunk: Vec<Msg> = Vec::with_capacity(1024);
+    let mut pending = (!first.is_empty()).then_some((line_no, first));
+    let mut buf = Vec::new();
+    loop {
+        let next = match pending.take() {
+            Some(l) => Some(l),
+            None => {
+                buf.clear();
+                if reader.read_until(b'\n', &mut buf).map_err(io_err)? == 0 {
+                    None
+                } else {
+                    line_no += 1;
+                    Some((line_no, std::mem::take(&mut buf)))
+                }
+            }
+        };
+        let Some((n, line)) = next else { break };
+        if n < resume.from_line || blank(&line) {
+            continue;
+        }
+        if let Some(end) = rerun_end.filter(|e| n >= *e) {
+            batch.add(&std::mem::take(&mut chunk))?;
+            batch.close(end)?;
+            rerun_end = None;
+        }
+        chunk.push(Msg {
+            offset: n,
+            timestamp_ms: None,
+            payload: line,
+        });
+        if chunk.len() == 1024 {
+            batch.add(&std::mem::take(&mut chunk))?;
+            if rerun_end.is_none() && batch.open.memory_bytes() >= limits.file_target_bytes {
+                batch.close(n + 1)?;
+            }
         }
     }
-    if n == 0 {
-        // An empty file still gets a commit, so it counts as converted.
-        let plan = file_plan(&shared, seq, start, total_lines + 1, 0, now);
-        commit(handle, &shared, &log, plan, Vec::new(), 0, source)?;
+    batch.add(&chunk)?;
+    let end = rerun_end.unwrap_or(line_no + 1).max(batch.start);
+    if end == batch.start && batch.open.messages() == 0 {
+        // Nothing after the last batch: converted before (or just now, up to EOF).
+        return Ok((batch.seq != resume.seq).then_some(batch.summary));
     }
+    batch.close(end)?;
     tracing::info!(
         file = source,
-        rows = summary.raw_rows,
-        dead_letters = summary.dead_letter_rows,
+        rows = batch.summary.raw_rows,
+        dead_letters = batch.summary.dead_letter_rows,
         "file converted"
     );
-    Ok(Some(summary))
+    Ok(Some(batch.summary))
 }
 
 /// The plan of one batch of a file: line numbers are the offsets.

@@ -66,6 +66,8 @@ pub struct Shared {
     pub writer_id: String,
     /// Commit Kafka offsets after lake commits (not for replays: they must not move the live group).
     pub commit_kafka_offsets: bool,
+    /// The router's count of message bytes in flight; a task subtracts each chunk it takes.
+    pub queued_bytes: Option<Arc<std::sync::atomic::AtomicUsize>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -175,6 +177,11 @@ impl PartitionTask {
             self.rerun = None;
         }
         let result = self.run_inner(&mut rx, &signals).await;
+        // Chunks still queued are dropped with the channel: take them off the count.
+        rx.close();
+        while let Ok(c) = rx.try_recv() {
+            self.taken(c.bytes);
+        }
         if signals.revoked.is_cancelled() {
             if let Some(h) = self.inflight.take() {
                 h.abort();
@@ -210,9 +217,11 @@ impl PartitionTask {
                     }
                     return Ok(());
                 }
-                chunk = rx.recv() => match chunk {
-                    Some(c) => self.accept(c).await?,
-                    None => return Ok(()),
+                                chunk = rx.recv() => match chunk {
+                    Some(c) => {
+                        self.taken(c.bytes);
+                        self.accept(c).await?
+                    }None => return Ok(()),
                 },
                 _ = sleep_until(deadline), if deadline.is_some() && self.rerun.is_none() => {
                     self.close(None).await?;
@@ -220,6 +229,12 @@ impl PartitionTask {
             }
         }
         Ok(())
+    }
+
+    fn taken(&self, bytes: usize) {
+        if let Some(q) = &self.shared.queued_bytes {
+            q.fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     async fn accept(&mut self, chunk: Chunk) -> Result<(), HotError> {

@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use kvlake_schemas::checkpoint::Resume;
@@ -161,7 +162,8 @@ struct Router {
     chunk_bytes: usize,
     /// Bytes all pending chunks may hold before the router waits for a busy task.
     pending_cap: usize,
-    pending_bytes: usize,
+    /// Message bytes the router holds or has queued to tasks; tasks subtract what they take.
+    pending_bytes: Arc<AtomicUsize>,
     senders: HashMap<i32, mpsc::Sender<Chunk>>,
     pending: HashMap<i32, Chunk>,
     /// Partitions this run assigned itself (assign mode).
@@ -200,6 +202,7 @@ impl Router {
         // Decoded rows wait for encoding in groups; about 1.2 KB of Arrow per record.
         let flush_rows = (budget / 16 / n / 1200).clamp(128, 16_384) as usize;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let pending_bytes = Arc::new(AtomicUsize::new(0));
         let shared = Shared {
             topic: config.topic.clone(),
             lake,
@@ -212,6 +215,7 @@ impl Router {
             ending_timestamp_ms: config.ending_timestamp_ms,
             writer_id: config.writer_id.clone(),
             commit_kafka_offsets: config.commit_kafka_offsets,
+            queued_bytes: Some(pending_bytes.clone()),
         };
         Router {
             config: config.clone(),
@@ -220,7 +224,7 @@ impl Router {
             shared,
             chunk_bytes,
             pending_cap: (budget / 16) as usize,
-            pending_bytes: 0,
+            pending_bytes,
             senders: HashMap::new(),
             pending: HashMap::new(),
             assigned: std::collections::HashSet::new(),
@@ -330,7 +334,8 @@ impl Router {
     }
 
     fn drop_pending(&mut self, partition: i32) {
-        self.pending_bytes -= self.pending.remove(&partition).map_or(0, |c| c.bytes);
+        let dropped = self.pending.remove(&partition).map_or(0, |c| c.bytes);
+        self.pending_bytes.fetch_sub(dropped, Ordering::Relaxed);
     }
 
     fn spawn(&mut self, partition: i32, start: StartPoint) {
@@ -403,13 +408,12 @@ impl Router {
                             let p = m.partition();
                             if let Some(chunk) = self.senders.contains_key(&p).then(|| self.pending.entry(p).or_default()) {
                                 let payload = m.payload().map(<[u8]>::to_vec).unwrap_or_default();
-                                self.pending_bytes += payload.len();
+                                                                self.pending_bytes.fetch_add(payload.len(), Ordering::Relaxed);
                                 chunk.push(Msg { offset: m.offset(), timestamp_ms: m.timestamp().to_millis(), payload });
                                 if chunk.bytes >= self.chunk_bytes || chunk.msgs.len() >= 8192 {
                                     self.offer(p);
                                 }
-                                if self.pending_bytes > self.pending_cap {
-                                    self.send_largest().await;
+                                                                if self.pending_bytes.load(Ordering::Relaxed) > self.pending_cap {self.send_largest().await;
                                 }
                             }
                         }
@@ -443,15 +447,18 @@ impl Router {
         };
         let bytes = chunk.bytes;
         match self.senders.get(&p).map(|tx| tx.try_send(chunk)) {
-            Some(Ok(())) => self.pending_bytes -= bytes,
+            // Counted until the task takes it off the channel.
+            Some(Ok(())) => {}
             Some(Err(mpsc::error::TrySendError::Full(chunk))) => {
                 self.pending.insert(p, chunk);
             }
             Some(Err(mpsc::error::TrySendError::Closed(_))) => {
-                self.pending_bytes -= bytes;
+                self.pending_bytes.fetch_sub(bytes, Ordering::Relaxed);
                 self.senders.remove(&p);
             }
-            None => self.pending_bytes -= bytes,
+            None => {
+                self.pending_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            }
         }
     }
 
@@ -468,12 +475,15 @@ impl Router {
         let Some(chunk) = self.pending.remove(&p) else {
             return;
         };
-        self.pending_bytes -= chunk.bytes;
+
         let Some(tx) = self.senders.get(&p).cloned() else {
             return;
         };
         tokio::select! {
-            r = tx.send(chunk) => if r.is_err() { self.senders.remove(&p); },
+            r = tx.send(chunk) => if let Err(mpsc::error::SendError(c)) = r {
+                self.pending_bytes.fetch_sub(c.bytes, Ordering::Relaxed);
+                self.senders.remove(&p);
+            },
             _ = self.stop.cancelled() => {}
         }
     }

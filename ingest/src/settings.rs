@@ -333,17 +333,27 @@ pub fn validate(s: HotSettings) -> Result<(HotConfig, LakeSpec)> {
     }
     cfg.connect_timeout = duration("connect-timeout", &s.connect_timeout, cfg.connect_timeout)?;
     cfg.writer_id = format!("{}-pid{}", hostname(), std::process::id());
-        let storage_retry = duration("storage-retry-timeout", &s.storage_retry_timeout, Duration::from_secs(300))?;
+    let storage_retry = duration(
+        "storage-retry-timeout",
+        &s.storage_retry_timeout,
+        Duration::from_secs(300),
+    )?;
     if s.scale_out && !s.kafka_options.contains_key("max.poll.interval.ms") {
         // A member that does not poll for max.poll.interval.ms is evicted; the router can
         // wait on a batch while storage retries, so leave room for a whole retry cycle.
-        let needed = (storage_retry.as_millis() as u64).saturating_mul(2).saturating_add(60_000).clamp(300_000, 86_400_000);
-        cfg.kafka.insert("max.poll.interval.ms".into(), needed.to_string());
+        let needed = (storage_retry.as_millis() as u64)
+            .saturating_mul(2)
+            .saturating_add(60_000)
+            .clamp(300_000, 86_400_000);
+        cfg.kafka
+            .insert("max.poll.interval.ms".into(), needed.to_string());
     }
-    let spec = LakeSpec {url: lake,
+    let spec = LakeSpec {
+        url: lake,
         options: s.storage_options.into_iter().collect(),
         output_prefix: s.output_prefix,
-                retry_timeout: storage_retry,};
+        retry_timeout: storage_retry,
+    };
     Ok((cfg, spec))
 }
 

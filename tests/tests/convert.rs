@@ -145,3 +145,69 @@ fn flate2_write(data: &[u8]) -> Result<Vec<u8>> {
     e.write_all(data)?;
     Ok(e.finish()?)
 }
+
+#[test]
+fn convert_reads_only_lines_appended_since_and_pretty_printed_documents() -> Result<()> {
+    let input = tempfile::tempdir()?;
+    let file = input.path().join("PT1H.json");
+    let lines = generate(400, "lines", "0")?;
+    let split = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'\n')
+        .nth(249)
+        .map(|(i, _)| i + 1)
+        .context("250 lines")?;
+    std::fs::write(&file, &lines[..split])?;
+    // A pretty-printed envelope document: not JSON lines.
+    let envelope = generate(30, "envelope", "0")?;
+    let first: serde_json::Value =
+        serde_json::from_slice(envelope.split(|b| *b == b'\n').next().context("message")?)?;
+    let records = first["records"].as_array().map_or(0, Vec::len);
+    std::fs::write(
+        input.path().join("document.json"),
+        serde_json::to_string_pretty(&first)?,
+    )?;
+    let lake = tempfile::tempdir()?;
+    let convert = || -> Result<String> {
+        let mut cmd = Command::new(kvlake_bin());
+        cmd.args([
+            "convert",
+            "--lake",
+            lake.path().to_str().unwrap_or_default(),
+        ])
+        .arg(input.path());
+        let (code, stdout, stderr) = run_to_end(cmd, Duration::from_secs(60))?;
+        anyhow::ensure!(code == 0, "{stderr}");
+        Ok(stdout)
+    };
+    convert()?;
+    let rows = |src: &str| -> Result<usize> {
+        Ok(lake_coordinates_by_source(lake.path())?
+            .iter()
+            .filter(|((s, ..), _)| s.ends_with(src))
+            .map(|(_, n)| n)
+            .sum())
+    };
+    assert_eq!(rows("PT1H.json")?, 250);
+    assert_eq!(
+        rows("document.json")?,
+        records,
+        "the whole document is one message"
+    );
+    // The archive grows by 150 lines: the second run reads only those.
+    std::fs::write(&file, &lines)?;
+    let out = convert()?;
+    assert!(
+        out.contains("converted 1 files (1 already in the lake)"),
+        "{out}"
+    );
+    assert_eq!(rows("PT1H.json")?, 400);
+    assert!(
+        lake_coordinates_by_source(lake.path())?
+            .values()
+            .all(|n| *n == 1),
+        "no line twice"
+    );
+    Ok(())
+}
