@@ -34,7 +34,7 @@ fn bench(c: &mut Criterion) {
             for chunk in msgs.chunks(256) {
                 batch.add(chunk, "kv-audit", 0, 0).expect("encode");
             }
-            black_box(batch.finish().expect("finish").len())
+            black_box(batch.finish().expect("finish").files.len())
         })
     });
     group.finish();

@@ -35,6 +35,15 @@ pub struct EncodedFile {
     pub rows: u64,
 }
 
+/// A closed batch: its files, and what the metrics need to know of it.
+#[derive(Debug, Default)]
+pub struct FinishedBatch {
+    /// The Parquet files, in memory.
+    pub files: Vec<EncodedFile>,
+    /// Dead letters by reason code.
+    pub dead_letter_reasons: BTreeMap<String, u64>,
+}
+
 /// Writer settings every kvlake Parquet file shares: zstd, row groups sized for scans,
 /// and the schema version in the footer.
 pub fn writer_properties(row_group_rows: usize) -> WriterProperties {
@@ -124,6 +133,8 @@ pub struct OpenBatch {
     flush_rows: usize,
     /// Message bytes decoded since the last flush (decoded Arrow is about this size).
     unflushed_bytes: u64,
+    /// Dead letters by reason code, for the metrics.
+    dead_reasons: BTreeMap<String, u64>,
 }
 
 impl std::fmt::Debug for OpenBatch {
@@ -150,6 +161,7 @@ impl OpenBatch {
         OpenBatch {
             flush_rows: flush_rows.max(1),
             unflushed_bytes: 0,
+            dead_reasons: BTreeMap::new(),
             decoder: None,
             max_message_bytes,
             raw: BTreeMap::new(),
@@ -206,6 +218,12 @@ impl OpenBatch {
         }
         let out = decoder.finish();
         drop(decoder);
+        if let Some(reasons) = out.dead_letter.column_by_name("reason") {
+            let reasons = reasons.as_string::<i32>();
+            for r in reasons.iter().flatten() {
+                *self.dead_reasons.entry(r.to_string()).or_default() += 1;
+            }
+        }
         self.unflushed_bytes = 0;
         write_split(&mut self.raw, &out.raw, raw_file_schema(), &self.props)?;
         write_split(
@@ -215,6 +233,11 @@ impl OpenBatch {
             &self.props,
         )?;
         Ok(())
+    }
+
+    /// Dead letters so far, by reason code.
+    pub fn dead_letter_reasons(&self) -> &BTreeMap<String, u64> {
+        &self.dead_reasons
     }
 
     /// Records (raw + dead-letter rows) so far.
@@ -245,7 +268,7 @@ impl OpenBatch {
     }
 
     /// Closes every writer and returns the files.
-    pub fn finish(mut self) -> Result<Vec<EncodedFile>, ParquetError> {
+    pub fn finish(mut self) -> Result<FinishedBatch, ParquetError> {
         self.flush()?;
         let mut files = Vec::new();
         for (table, writers) in [(RAW_TABLE, self.raw), (DEAD_LETTER_TABLE, self.dead)] {
@@ -261,7 +284,10 @@ impl OpenBatch {
                 });
             }
         }
-        Ok(files)
+        Ok(FinishedBatch {
+            files,
+            dead_letter_reasons: self.dead_reasons,
+        })
     }
 }
 
@@ -332,7 +358,7 @@ mod tests {
         b.add(&msgs[100..], "audit", 1, 5).unwrap();
         let records = b.records();
         assert!(b.memory_bytes() > 0);
-        let files = b.finish().unwrap();
+        let files = b.finish().unwrap().files;
         assert!(
             files.iter().filter(|f| f.table == RAW_TABLE).count() > 1,
             "spans several hours"

@@ -12,13 +12,13 @@ use kvlake_schemas::checkpoint::Resume;
 use tokio::sync::Semaphore;
 
 use crate::config::BatchLimits;
-use crate::encode::EncodedFile;
+use crate::encode::FinishedBatch;
 use crate::encode::OpenBatch;
 use crate::error::HotError;
 use crate::lake::Lake;
 use crate::log::PartitionLog;
 use crate::messages::Msg;
-use crate::partition::{Committed, Shared, write_batch};
+use crate::partition::{BatchMeta, Committed, Shared, write_batch};
 use kvlake_schemas::checkpoint::{BatchPlan, LOG_FORMAT_VERSION};
 use kvlake_schemas::time::format_timestamp_micros;
 
@@ -356,17 +356,21 @@ fn commit(
     shared: &Shared,
     log: &PartitionLog,
     plan: BatchPlan,
-    files: Vec<EncodedFile>,
+    finished: FinishedBatch,
     bytes: u64,
     source: &str,
 ) -> Result<Committed, HotError> {
+    let meta = BatchMeta {
+        message_bytes: bytes,
+        opened_at: tokio::time::Instant::now(),
+        revoked: None,
+    };
     let c = handle.block_on(write_batch(
         shared.clone(),
         log.clone(),
         plan,
-        files,
-        bytes,
-        None,
+        finished,
+        meta,
     ))?;
     if let Some(by) = &c.lost_to {
         return Err(HotError::Task(format!(

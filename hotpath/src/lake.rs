@@ -321,7 +321,7 @@ fn azure_root(url: &Url) -> &str {
 
 /// Errors worth another try: anything but a definite answer from the store.
 fn is_transient(e: &object_store::Error) -> bool {
-    !matches!(
+    let transient = !matches!(
         e,
         object_store::Error::NotFound { .. }
             | object_store::Error::AlreadyExists { .. }
@@ -332,7 +332,11 @@ fn is_transient(e: &object_store::Error) -> bool {
             | object_store::Error::Unauthenticated { .. }
             | object_store::Error::UnknownConfigurationKey { .. }
             | object_store::Error::InvalidPath { .. }
-    )
+    );
+    if transient {
+        crate::metrics::storage_retrying();
+    }
+    transient
 }
 
 /// The URL with user info and query (SAS tokens) removed, for logs.

@@ -12,6 +12,7 @@ pub mod files;
 pub mod lake;
 pub mod log;
 pub mod messages;
+pub mod metrics;
 pub mod partition;
 pub mod pipeline;
 pub mod source;

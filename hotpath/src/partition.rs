@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use kvlake_schemas::checkpoint::{
     BatchCommit, BatchPlan, CommittedFile, LOG_FORMAT_VERSION, check_follows,
 };
-use kvlake_schemas::layout::{batch_file_name, partition_dir};
+use kvlake_schemas::layout::{DEAD_LETTER_TABLE, RAW_TABLE, batch_file_name, partition_dir};
 use kvlake_schemas::time::format_timestamp_micros;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::BatchLimits;
-use crate::encode::OpenBatch;
+use crate::encode::{FinishedBatch, OpenBatch};
 use crate::error::HotError;
 use crate::lake::Lake;
 use crate::log::{Fence, PartitionLog};
@@ -355,12 +355,13 @@ impl PartitionTask {
             return Ok(());
         };
         let end = end.unwrap_or(self.pos);
-        let (start, messages, message_bytes) = (
+        let (start, messages, message_bytes, opened_at) = (
             open.start,
             open.batch.messages(),
             open.batch.message_bytes(),
+            open.opened_at,
         );
-        let files = tokio::task::spawn_blocking(move || open.batch.finish())
+        let finished = tokio::task::spawn_blocking(move || open.batch.finish())
             .await
             .map_err(|e| HotError::Task(e.to_string()))??;
         // The previous batch must be committed before this one is planned.
@@ -383,14 +384,12 @@ impl PartitionTask {
         self.seq += 1;
         self.planned_end = end;
         let (shared, log, revoked) = (self.shared.clone(), self.log.clone(), self.revoked.clone());
-        self.inflight = Some(tokio::spawn(write_batch(
-            shared,
-            log,
-            plan,
-            files,
+        let meta = BatchMeta {
             message_bytes,
-            Some(revoked),
-        )));
+            opened_at,
+            revoked: Some(revoked),
+        };
+        self.inflight = Some(tokio::spawn(write_batch(shared, log, plan, finished, meta)));
         Ok(())
     }
 
@@ -420,16 +419,35 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
+/// What `write_batch` needs besides the files.
+#[derive(Debug)]
+pub(crate) struct BatchMeta {
+    /// Message bytes in the batch.
+    pub(crate) message_bytes: u64,
+    /// When its first message arrived.
+    pub(crate) opened_at: Instant,
+    /// Cancelled when the partition is revoked.
+    pub(crate) revoked: Option<CancellationToken>,
+}
+
 /// Plan → files → commit → Kafka offset, for one closed batch.
 pub(crate) async fn write_batch(
     shared: Shared,
     log: PartitionLog,
     plan: BatchPlan,
-    files: Vec<crate::encode::EncodedFile>,
-    message_bytes: u64,
-    revoked: Option<CancellationToken>,
+    finished: FinishedBatch,
+    meta: BatchMeta,
 ) -> Result<Committed, HotError> {
     let started = Instant::now();
+    let BatchMeta {
+        message_bytes,
+        opened_at,
+        revoked,
+    } = meta;
+    let FinishedBatch {
+        files,
+        dead_letter_reasons,
+    } = finished;
     let (p, start, end) = (plan.partition, plan.start_offset, plan.end_offset);
     // A revoked partition belongs to another instance now: write nothing more of it.
     let lost = |what: &str| Committed {
@@ -454,7 +472,7 @@ pub(crate) async fn write_batch(
     let (mut raw_rows, mut dead_letter_rows) = (0, 0);
     let puts = files.into_iter().map(|f| {
         let path = format!("{}/{name}", partition_dir(f.table, f.day, f.hour));
-        if f.table == kvlake_schemas::layout::RAW_TABLE {
+        if f.table == RAW_TABLE {
             raw_rows += f.rows;
         } else {
             dead_letter_rows += f.rows;
@@ -509,8 +527,31 @@ pub(crate) async fn write_batch(
         rows = raw_rows,
         dead_letters = dead_letter_rows,
         message_bytes,
-        took_ms = started.elapsed().as_millis() as u64,
+                took_ms = started.elapsed().as_millis() as u64,
         "batch committed"
+    );
+    crate::metrics::storage_ok();
+    let mut files_by_table = std::collections::BTreeMap::new();
+    for f in &commit.files {
+        *files_by_table
+            .entry(if f.table == RAW_TABLE {
+                RAW_TABLE
+            } else {
+                DEAD_LETTER_TABLE
+            })
+            .or_default() += 1;
+    }
+    crate::metrics::batch_committed(
+        &crate::metrics::BatchFigures {
+            rows: raw_rows,
+            dead_letters: dead_letter_reasons,
+            message_bytes,
+            files: files_by_table,
+            file_bytes: commit.files.iter().map(|f| f.bytes).sum(),
+            batch_duration: opened_at.elapsed(),
+            commit_latency: started.elapsed(),
+        },
+        now_micros() as f64 / 1e6,
     );
     Ok(Committed {
         end,

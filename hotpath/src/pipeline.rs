@@ -68,6 +68,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<RunSummary, HotError> {
     let started = Instant::now();
+    crate::metrics::describe();
     let queue_kbytes = config.memory_budget_bytes / 16 / 1024;
     let consumer = source::create_consumer(&config.kafka, queue_kbytes)?;
     let stop = CancellationToken::new();
@@ -334,6 +335,7 @@ impl Router {
     }
 
     fn drop_pending(&mut self, partition: i32) {
+        crate::metrics::partitions_assigned(self.senders.len());
         let dropped = self.pending.remove(&partition).map_or(0, |c| c.bytes);
         self.pending_bytes.fetch_sub(dropped, Ordering::Relaxed);
     }
@@ -349,6 +351,7 @@ impl Router {
         let task = PartitionTask::new(self.shared.clone(), partition, start);
         self.tasks.spawn(task.run(rx, signals));
         self.senders.insert(partition, tx);
+        crate::metrics::partitions_assigned(self.senders.len());
     }
 
     async fn handle_rebalance(&mut self) -> Result<(), HotError> {
@@ -419,8 +422,8 @@ impl Router {
                         }
                         Err(e) => {
                             // librdkafka retries by itself; say so, but not for every poll.
-                            if last_error.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
-                                tracing::warn!(error = %e, "kafka consumer error (retrying)");
+                                                        metrics::counter!(crate::metrics::BROKER_ERRORS).increment(1);
+                            if last_error.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {tracing::warn!(error = %e, "kafka consumer error (retrying)");
                                 last_error = Some(Instant::now());
                             }
                         }

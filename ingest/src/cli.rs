@@ -169,6 +169,10 @@ pub struct HotArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connect_timeout: Option<String>,
+    /// Serve /metrics (Prometheus), /healthz and /readyz on this address, e.g. 0.0.0.0:9464 [env: KVLAKE_METRICS_ADDR]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_addr: Option<String>,
     /// How long a failing storage operation is retried before the batch gives up, e.g. 5m
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -8,6 +8,7 @@ mod logging;
 mod resources;
 mod secret;
 mod settings;
+mod telemetry;
 
 use std::process::ExitCode;
 

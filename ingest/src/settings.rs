@@ -47,6 +47,7 @@ pub struct HotSettings {
     pub scale_out: bool,
     pub connect_timeout: Option<String>,
     pub storage_retry_timeout: Option<String>,
+    pub metrics_addr: Option<String>,
 }
 
 /// Names that `KVLAKE_<NAME>` environment variables may set.
@@ -72,6 +73,7 @@ const ENV_KEYS: &[&str] = &[
     "scale_out",
     "connect_timeout",
     "storage_retry_timeout",
+    "metrics_addr",
 ];
 
 /// Merges the layers.
@@ -92,6 +94,9 @@ pub fn load(args: &HotArgs) -> Result<HotSettings> {
     fig.extract::<HotSettings>()
         .map_err(|e| anyhow!("invalid setting: {e}"))
 }
+
+/// Where the health and metrics endpoints listen, if anywhere.
+pub type MetricsAddr = Option<std::net::SocketAddr>;
 
 /// The lake part of the settings.
 #[derive(Debug)]
@@ -191,7 +196,7 @@ fn starting_offsets(v: &Option<String>, topic: &str) -> Result<StartPosition> {
 }
 
 /// Turns settings into the hot path's config, or says what to fix.
-pub fn validate(s: HotSettings) -> Result<(HotConfig, LakeSpec)> {
+pub fn validate(s: HotSettings) -> Result<(HotConfig, LakeSpec, MetricsAddr)> {
     let cs = s.eventhubs_connection_string.clone();
     let parsed_cs = cs
         .as_ref()
@@ -354,7 +359,12 @@ pub fn validate(s: HotSettings) -> Result<(HotConfig, LakeSpec)> {
         output_prefix: s.output_prefix,
         retry_timeout: storage_retry,
     };
-    Ok((cfg, spec))
+    let metrics_addr = s
+        .metrics_addr
+        .as_deref()
+        .map(|a| a.trim().parse::<std::net::SocketAddr>().map_err(|_| anyhow!("--metrics-addr: `{a}` is not HOST:PORT with an IP address (write e.g. 0.0.0.0:9464)")))
+        .transpose()?;
+    Ok((cfg, spec, metrics_addr))
 }
 
 use eventhubs::ConnectionString as ConnectionStringWithHub;
@@ -387,7 +397,7 @@ mod tests {
 
     #[test]
     fn validates_and_names_what_to_fix() {
-        let (cfg, lake) = validate(base()).unwrap();
+        let (cfg, lake, _) = validate(base()).unwrap();
         assert_eq!(cfg.kafka["bootstrap.servers"], "localhost:9092");
         assert_eq!(lake.url, "./lake");
         let e = validate(HotSettings {
@@ -430,7 +440,7 @@ mod tests {
             )),
             ..base()
         };
-        let (cfg, _) = validate(s).unwrap();
+        let (cfg, _, _) = validate(s).unwrap();
         assert_eq!(
             cfg.kafka["bootstrap.servers"],
             "ns.servicebus.windows.net:9093"

@@ -9,7 +9,11 @@ use crate::cli::HotArgs;
 use crate::settings;
 
 pub async fn run(args: &HotArgs, shutdown: CancellationToken) -> Result<()> {
-    let (cfg, spec) = settings::validate(settings::load(args)?)?;
+    let (cfg, spec, metrics_addr) = settings::validate(settings::load(args)?)?;
+    let endpoints = CancellationToken::new();
+    if let Some(addr) = metrics_addr {
+        crate::telemetry::serve(addr, endpoints.clone()).await?;
+    }
     let lake = Lake::open(&spec.url, &spec.options, spec.output_prefix.as_deref())
         .context("cannot open the lake (--lake, --storage-option)")?
         .with_retry(StorageRetry {
@@ -19,7 +23,9 @@ pub async fn run(args: &HotArgs, shutdown: CancellationToken) -> Result<()> {
     tracing::info!(lake = lake.display(), topic = %cfg.topic, mode = ?cfg.mode, assignment = ?cfg.assignment, writer = %cfg.writer_id, "kvlake hot starting");
     let summary = kvlake_hotpath::run(cfg, lake, shutdown)
         .await
-        .context("hot path stopped")?;
+        .context("hot path stopped");
+    endpoints.cancel();
+    let summary = summary?;
     let secs = summary.elapsed.as_secs_f64().max(1e-9);
     tracing::info!(
         rows = summary.raw_rows(),

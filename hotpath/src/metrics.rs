@@ -1,0 +1,142 @@
+//! Every metric the hot path emits, named once here (Prometheus conventions,
+//! `kvlake_hot_<what>_<unit>`), recorded once per batch, not once per record.
+//! The `metrics` facade costs nothing until the binary installs an exporter.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// Records (raw rows + dead letters) of committed batches.
+pub const RECORDS_CONSUMED: &str = "kvlake_hot_records_consumed_total";
+/// Message bytes of committed batches.
+pub const BYTES_CONSUMED: &str = "kvlake_hot_bytes_consumed_total";
+/// Raw rows committed.
+pub const ROWS_WRITTEN: &str = "kvlake_hot_rows_written_total";
+/// Dead-letter rows committed, by `reason`.
+pub const DEAD_LETTERS: &str = "kvlake_hot_dead_letters_total";
+/// Parquet files committed, by `table`.
+pub const FILES_WRITTEN: &str = "kvlake_hot_files_written_total";
+/// Parquet bytes committed.
+pub const FILE_BYTES_WRITTEN: &str = "kvlake_hot_file_bytes_written_total";
+/// Batches committed.
+pub const BATCHES: &str = "kvlake_hot_batches_committed_total";
+/// From a batch's first message to its commit.
+pub const BATCH_DURATION: &str = "kvlake_hot_batch_duration_seconds";
+/// From a batch's plan to its commit (files + log writes).
+pub const COMMIT_LATENCY: &str = "kvlake_hot_commit_latency_seconds";
+/// Unix time of the last commit; its age is `time() - kvlake_hot_last_commit_timestamp_seconds`.
+pub const LAST_COMMIT: &str = "kvlake_hot_last_commit_timestamp_seconds";
+/// Storage operations retried after a transient error.
+pub const STORAGE_RETRIES: &str = "kvlake_hot_storage_retries_total";
+/// Errors the Kafka consumer reported (librdkafka retries them).
+pub const BROKER_ERRORS: &str = "kvlake_hot_broker_errors_total";
+/// Partitions this instance reads.
+pub const PARTITIONS_ASSIGNED: &str = "kvlake_hot_partitions_assigned";
+
+/// Registers descriptions, so every metric shows up with help text.
+pub fn describe() {
+    metrics::describe_counter!(
+        RECORDS_CONSUMED,
+        "records of committed batches (raw rows + dead letters)"
+    );
+    metrics::describe_counter!(BYTES_CONSUMED, "message bytes of committed batches");
+    metrics::describe_counter!(ROWS_WRITTEN, "raw rows committed");
+    metrics::describe_counter!(DEAD_LETTERS, "dead-letter rows committed, by reason");
+    metrics::describe_counter!(FILES_WRITTEN, "parquet files committed, by table");
+    metrics::describe_counter!(FILE_BYTES_WRITTEN, "parquet bytes committed");
+    metrics::describe_counter!(BATCHES, "batches committed");
+    metrics::describe_histogram!(
+        BATCH_DURATION,
+        metrics::Unit::Seconds,
+        "first message of a batch to its commit"
+    );
+    metrics::describe_histogram!(
+        COMMIT_LATENCY,
+        metrics::Unit::Seconds,
+        "plan to commit of a batch"
+    );
+    metrics::describe_gauge!(
+        LAST_COMMIT,
+        metrics::Unit::Seconds,
+        "unix time of the last commit"
+    );
+    metrics::describe_counter!(STORAGE_RETRIES, "storage operations retried");
+    metrics::describe_counter!(BROKER_ERRORS, "errors reported by the kafka consumer");
+    metrics::describe_gauge!(PARTITIONS_ASSIGNED, "partitions this instance reads");
+}
+
+/// What one committed batch adds to the metrics.
+#[derive(Debug, Default)]
+pub struct BatchFigures {
+    /// Raw rows.
+    pub rows: u64,
+    /// Dead letters by reason.
+    pub dead_letters: BTreeMap<String, u64>,
+    /// Message bytes.
+    pub message_bytes: u64,
+    /// Files by table.
+    pub files: BTreeMap<&'static str, u64>,
+    /// Parquet bytes.
+    pub file_bytes: u64,
+    /// First message to commit.
+    pub batch_duration: Duration,
+    /// Plan to commit.
+    pub commit_latency: Duration,
+}
+
+/// Records a committed batch.
+pub fn batch_committed(f: &BatchFigures, now_unix_seconds: f64) {
+    let dead: u64 = f.dead_letters.values().sum();
+    metrics::counter!(RECORDS_CONSUMED).increment(f.rows + dead);
+    metrics::counter!(BYTES_CONSUMED).increment(f.message_bytes);
+    metrics::counter!(ROWS_WRITTEN).increment(f.rows);
+    for (reason, n) in &f.dead_letters {
+        metrics::counter!(DEAD_LETTERS, "reason" => reason.clone()).increment(*n);
+    }
+    for (table, n) in &f.files {
+        metrics::counter!(FILES_WRITTEN, "table" => *table).increment(*n);
+    }
+    metrics::counter!(FILE_BYTES_WRITTEN).increment(f.file_bytes);
+    metrics::counter!(BATCHES).increment(1);
+    metrics::histogram!(BATCH_DURATION).record(f.batch_duration.as_secs_f64());
+    metrics::histogram!(COMMIT_LATENCY).record(f.commit_latency.as_secs_f64());
+    metrics::gauge!(LAST_COMMIT).set(now_unix_seconds);
+    HEALTH
+        .last_commit_unix_ms
+        .store((now_unix_seconds * 1000.0) as i64, Ordering::Relaxed);
+}
+
+/// What `/readyz` looks at: process-wide, like the metrics registry.
+#[derive(Debug)]
+pub struct Health {
+    /// Partitions being read.
+    pub partitions: AtomicUsize,
+    /// False while a storage operation is failing and being retried.
+    pub storage_ok: AtomicBool,
+    /// Unix ms of the last commit (0: none yet).
+    pub last_commit_unix_ms: AtomicI64,
+}
+
+/// The process's health state.
+pub static HEALTH: Health = Health {
+    partitions: AtomicUsize::new(0),
+    storage_ok: AtomicBool::new(true),
+    last_commit_unix_ms: AtomicI64::new(0),
+};
+
+/// A storage operation is failing and will be retried.
+pub fn storage_retrying() {
+    metrics::counter!(STORAGE_RETRIES).increment(1);
+    HEALTH.storage_ok.store(false, Ordering::Relaxed);
+}
+
+/// A storage operation succeeded.
+pub fn storage_ok() {
+    HEALTH.storage_ok.store(true, Ordering::Relaxed);
+}
+
+/// Partitions read changed.
+pub fn partitions_assigned(n: usize) {
+    HEALTH.partitions.store(n, Ordering::Relaxed);
+    metrics::gauge!(PARTITIONS_ASSIGNED).set(n as f64);
+}
