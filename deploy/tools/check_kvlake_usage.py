@@ -5,8 +5,11 @@ Reads the command line and the settings from the Rust sources (ingest/src/cli.rs
 ingest/src/settings.rs) and checks every manifest of deploy/ against them:
 
 * every `kvlake` argument in Kubernetes and Container Apps definitions is a flag of
-  `kvlake hot` (or a global flag), or one of the flags announced by issue 7 and
-  marked as such in a comment (reported as PENDING, not as an error);
+  `kvlake hot` (or a global flag), or one of the flags still to come (OpenTelemetry
+  from issue 7, `--auth`), reported as PENDING, not as an error;
+* the metrics address (--metrics-addr, KVLAKE_METRICS_ADDR or metrics_addr) is
+  IP:PORT as kvlake demands, and the probes on /healthz or /readyz, the container
+  port and the prometheus.io/port annotation use its port;
 * the TOML in the ConfigMap parses, and its keys are settings kvlake accepts (the
   settings struct refuses unknown keys at start-up);
 * every KVLAKE_* environment variable is one kvlake reads;
@@ -23,6 +26,7 @@ Usage: check_kvlake_usage.py <repo root>
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import sys
 import tomllib
@@ -30,9 +34,11 @@ from pathlib import Path
 
 import yaml
 
-# Flags that issue 7 adds; manifests may carry them ahead of the code.
-PENDING_FLAGS = {"--metrics-addr", "--otlp-endpoint", "--auth"}
-PENDING_ENV = {"OTEL_EXPORTER_OTLP_ENDPOINT"}
+# Flags still to come; manifests may carry them ahead of the code (commented out,
+# or reported as PENDING). --metrics-addr is in kvlake and checked like any flag.
+PENDING_FLAGS = {"--otlp-endpoint": "issue 7, OpenTelemetry", "--auth": "later: --auth entra"}
+PENDING_ENV = {"OTEL_EXPORTER_OTLP_ENDPOINT": "issue 7, OpenTelemetry"}
+HEALTH_PATHS = {"/healthz", "/readyz", "/metrics"}
 # Variables kvlake reads besides the layered settings.
 EXTRA_ENV = {"KVLAKE_CONFIG", "KVLAKE_LOG_FORMAT", "KVLAKE_LOG"}
 
@@ -122,7 +128,7 @@ def check_args(where: str, args: list[str], hot_flags: set[str]) -> dict[str, st
             continue
         flag, _, value = a.partition("=")
         if flag in PENDING_FLAGS:
-            pending.append(f"{where}: {flag} (issue 7)")
+            pending.append(f"{where}: {flag} ({PENDING_FLAGS[flag]})")
         elif flag not in hot_flags:
             fail(where, f"{flag} is not a flag of `kvlake hot` (see ingest/src/cli.rs)")
         seen[flag] = value
@@ -141,13 +147,52 @@ def check_env(where: str, env: list[dict], env_keys: set[str]) -> dict[str, str]
         if name.startswith("KVLAKE_") and name not in env_keys:
             fail(where, f"{name} is not a variable kvlake reads (ENV_KEYS in ingest/src/settings.rs)")
         if name in PENDING_ENV:
-            pending.append(f"{where}: {name} (issue 7)")
+            pending.append(f"{where}: {name} ({PENDING_ENV[name]})")
         if "value" in e:
             values[name] = str(e["value"])
             key = name.removeprefix("KVLAKE_").lower()
             if name.startswith("KVLAKE_"):
                 check_value(where, key, e["value"])
     return values
+
+
+def metrics_port(where: str, addr: str | None) -> int | None:
+    """The port of a metrics address, or None; kvlake wants IP:PORT (no host name)."""
+    if not addr:
+        return None
+    host, sep, port = addr.strip().rpartition(":")
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        if not sep or not 0 <= int(port) <= 65535:
+            raise ValueError
+    except ValueError:
+        fail(where, f"metrics address {addr!r} is not IP:PORT (kvlake refuses host names), e.g. 0.0.0.0:9464")
+        return None
+    return int(port)
+
+
+def check_endpoints(where: str, port: int | None, probes: list[dict], ports: dict[str, int],
+                    annotations: dict) -> None:
+    """Probes/annotations on kvlake's endpoints must use the metrics port, and need it set."""
+    for probe in probes:
+        get = probe.get("httpGet") or {}
+        if get.get("path") not in HEALTH_PATHS:
+            continue
+        p = get.get("port")
+        p = ports.get(p, p) if isinstance(p, str) else p
+        if port is None:
+            fail(where, f"probe on {get['path']} but no --metrics-addr/KVLAKE_METRICS_ADDR/metrics_addr: nothing listens")
+        elif p != port:
+            fail(where, f"probe on {get['path']} uses port {p}, kvlake listens on {port}")
+    for name, p in ports.items():
+        if name == "metrics" and port is not None and p != port:
+            fail(where, f"containerPort 'metrics' {p} is not the --metrics-addr port {port}")
+    if (annotations or {}).get("prometheus.io/scrape") == "true":
+        a = int((annotations or {}).get("prometheus.io/port", 0))
+        if port is None:
+            fail(where, "prometheus.io/scrape is set but kvlake serves no /metrics (no --metrics-addr)")
+        elif a != port:
+            fail(where, f"prometheus.io/port {a} is not the --metrics-addr port {port}")
 
 
 def seconds(d: str) -> float:
@@ -158,12 +203,16 @@ def seconds(d: str) -> float:
 
 
 def pod_specs(doc: dict):
+    """(pod spec, pod annotations) of a workload."""
     kind = doc.get("kind")
     spec = doc.get("spec", {})
     if kind in ("Deployment", "Job", "StatefulSet", "DaemonSet"):
-        yield spec.get("template", {}).get("spec", {})
+        template = spec.get("template", {})
     elif kind == "CronJob":
-        yield spec.get("jobTemplate", {}).get("spec", {}).get("template", {}).get("spec", {})
+        template = spec.get("jobTemplate", {}).get("spec", {}).get("template", {})
+    else:
+        return
+    yield template.get("spec", {}), template.get("metadata", {}).get("annotations", {})
 
 
 def main(root: Path) -> int:
@@ -171,7 +220,7 @@ def main(root: Path) -> int:
     deploy = root / "deploy"
 
     # The settings file in the ConfigMap.
-    toml_grace = None
+    toml_grace = toml_metrics = None
     for path in sorted(deploy.glob("kubernetes/**/*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
             if not isinstance(doc, dict) or doc.get("kind") != "ConfigMap":
@@ -191,6 +240,7 @@ def main(root: Path) -> int:
                     elif not isinstance(value, dict):
                         check_value(where, key, value)
                 toml_grace = settings.get("grace", toml_grace)
+                toml_metrics = settings.get("metrics_addr", toml_metrics)
                 global checked
                 checked += 1
 
@@ -201,11 +251,15 @@ def main(root: Path) -> int:
         for doc in yaml.safe_load_all(path.read_text()):
             if not isinstance(doc, dict):
                 continue
-            for pod in pod_specs(doc):
+            for pod, annotations in pod_specs(doc):
                 for c in pod.get("containers", []):
                     where = f"{path.relative_to(root)}:{doc['kind']}/{doc['metadata']['name']}"
                     seen = check_args(where, c.get("args", []), hot_flags)
-                    check_env(where, c.get("env", []), env_keys)
+                    env = check_env(where, c.get("env", []), env_keys)
+                    addr = seen.get("--metrics-addr") or env.get("KVLAKE_METRICS_ADDR") or toml_metrics
+                    probes = [c[k] for k in ("startupProbe", "livenessProbe", "readinessProbe") if k in c]
+                    ports = {p.get("name"): p.get("containerPort") for p in c.get("ports", [])}
+                    check_endpoints(where, metrics_port(where, addr), probes, ports, annotations)
                     grace = seen.get("--grace") or toml_grace or "60s"
                     tgps = pod.get("terminationGracePeriodSeconds", 30)
                     if tgps <= seconds(grace):
@@ -229,6 +283,8 @@ def main(root: Path) -> int:
             where = f"{path.relative_to(root)}:{doc['name']}"
             seen = check_args(where, c.get("args", []), hot_flags)
             env = check_env(where, c.get("env", []), env_keys)
+            addr = seen.get("--metrics-addr") or env.get("KVLAKE_METRICS_ADDR")
+            check_endpoints(where, metrics_port(where, addr), c.get("probes", []), {}, {})
             grace = seen.get("--grace") or env.get("KVLAKE_GRACE") or "60s"
             if tgps is not None and tgps <= seconds(grace):
                 fail(where, f"terminationGracePeriodSeconds {tgps} must exceed kvlake's grace {grace}")
@@ -251,7 +307,7 @@ def main(root: Path) -> int:
     for e in errors:
         print(f"FAIL {e}")
     print(f"kvlake usage: {checked} invocations/settings files checked against ingest/src/cli.rs and settings.rs, "
-          f"{len(errors)} errors, {len(pending)} uses of flags pending in issue 7")
+          f"{len(errors)} errors, {len(pending)} uses of flags still to come")
     return 1 if errors else 0
 
 
