@@ -237,27 +237,7 @@ impl Lake {
 
     /// Lists every object under a folder, recursively: paths relative to the lake root, and sizes.
     pub async fn list(&self, rel_dir: &str) -> Result<Vec<(String, u64)>, HotError> {
-        let dir = self.path(rel_dir);
-        let root = self.root.clone();
-        let items = (|| async { self.store.list(Some(&dir)).try_collect::<Vec<_>>().await })
-            .retry(self.backoff())
-            .when(is_transient)
-            .notify(|e, d| tracing::warn!(op = "list", path = %dir, error = %e, retry_in = ?d, "storage unavailable, retrying"))
-            .await
-            .map_err(|source| HotError::Storage { op: "list", path: dir.to_string(), source: Box::new(source) })?;
-        let mut out: Vec<(String, u64)> = items
-            .into_iter()
-            .filter_map(|m| {
-                let rel: Vec<_> = m
-                    .location
-                    .prefix_match(&root)?
-                    .map(|p| p.as_ref().to_string())
-                    .collect();
-                Some((rel.join("/"), m.size))
-            })
-            .collect();
-        out.sort();
-        Ok(out)
+        self.list_from(rel_dir, None).await
     }
 
     /// Lists objects under a folder whose path sorts after `rel_offset` (a path relative
@@ -267,10 +247,27 @@ impl Lake {
         rel_dir: &str,
         rel_offset: &str,
     ) -> Result<Vec<(String, u64)>, HotError> {
+        self.list_from(rel_dir, Some(self.path(rel_offset))).await
+    }
+
+    async fn list_from(
+        &self,
+        rel_dir: &str,
+        offset: Option<Path>,
+    ) -> Result<Vec<(String, u64)>, HotError> {
         let dir = self.path(rel_dir);
-        let offset = self.path(rel_offset);
-        let root = self.root.clone();
-        let items = (|| async { self.store.list_with_offset(Some(&dir), &offset).try_collect::<Vec<_>>().await })
+        let listing = || async {
+            match &offset {
+                Some(o) => {
+                    self.store
+                        .list_with_offset(Some(&dir), o)
+                        .try_collect::<Vec<_>>()
+                        .await
+                }
+                None => self.store.list(Some(&dir)).try_collect::<Vec<_>>().await,
+            }
+        };
+        let items = listing
             .retry(self.backoff())
             .when(is_transient)
             .notify(|e, d| tracing::warn!(op = "list", path = %dir, error = %e, retry_in = ?d, "storage unavailable, retrying"))
@@ -281,7 +278,7 @@ impl Lake {
             .filter_map(|m| {
                 let rel: Vec<_> = m
                     .location
-                    .prefix_match(&root)?
+                    .prefix_match(&self.root)?
                     .map(|p| p.as_ref().to_string())
                     .collect();
                 Some((rel.join("/"), m.size))

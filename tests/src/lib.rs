@@ -666,3 +666,13 @@ pub fn prometheus_sum(text: &str, name: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// `kvlake hot` started in the background, its stderr kept for [`Proc::finish`].
+pub fn spawn_hot(bootstrap: &str, topic: &str, lake: &str, args: &[&str]) -> Result<Proc> {
+    Ok(Proc(
+        hot_command(bootstrap, topic, lake, args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?,
+    ))
+}

@@ -412,16 +412,8 @@ fn two_instances_share_a_group_and_the_survivor_takes_over_exactly_once() -> Res
         "--kafka-option",
         "heartbeat.interval.ms=500",
     ];
-    let spawn = || -> Result<Proc> {
-        Ok(Proc(
-            hot_command(&broker.bootstrap, TOPIC, &url, &group)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::piped())
-                .spawn()?,
-        ))
-    };
-    let mut a = spawn()?;
-    let mut b = spawn()?;
+    let mut a = spawn_hot(&broker.bootstrap, TOPIC, &url, &group)?;
+    let mut b = spawn_hot(&broker.bootstrap, TOPIC, &url, &group)?;
     std::thread::sleep(Duration::from_secs(8));
     signal(&a.0, "KILL");
     let _ = a.0.wait();
@@ -476,15 +468,10 @@ fn a_second_writer_on_the_same_partitions_is_fenced_and_nothing_doubles() -> Res
     let url = lake.path().to_str().unwrap_or_default().to_string();
     // Two scheduled jobs started by mistake at once, both in assign mode on every partition.
     let args = ["--until-caught-up", "--batch-max-records", "40"];
-    let spawn = || -> Result<Proc> {
-        Ok(Proc(
-            hot_command(&broker.bootstrap, TOPIC, &url, &args)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::piped())
-                .spawn()?,
-        ))
-    };
-    let (mut a, mut b) = (spawn()?, spawn()?);
+    let (mut a, mut b) = (
+        spawn_hot(&broker.bootstrap, TOPIC, &url, &args)?,
+        spawn_hot(&broker.bootstrap, TOPIC, &url, &args)?,
+    );
     let (code_a, err_a) = a.finish()?;
     let (code_b, err_b) = b.finish()?;
     assert_eq!((code_a, code_b), (Some(0), Some(0)), "{err_a}\n{err_b}");

@@ -45,12 +45,7 @@ fn metrics_agree_with_the_lake_and_readyz_follows_storage() -> Result<()> {
         .to_vec();
     args.extend(az.options());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut kv = Proc(
-        hot_command(&broker.bootstrap, TOPIC, "az://lake/kv", &args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()?,
-    );
+    let mut kv = spawn_hot(&broker.bootstrap, TOPIC, "az://lake/kv", &args)?;
     let expected = ledger.records() as f64;
     let scrape = || -> Result<String> { Ok(http_get(port, "/metrics")?.1) };
     wait_until(Duration::from_secs(60), || {
