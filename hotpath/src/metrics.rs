@@ -32,6 +32,10 @@ pub const STORAGE_RETRIES: &str = "kvlake_hot_storage_retries_total";
 pub const BROKER_ERRORS: &str = "kvlake_hot_broker_errors_total";
 /// Partitions this instance reads.
 pub const PARTITIONS_ASSIGNED: &str = "kvlake_hot_partitions_assigned";
+/// Per partition: the broker's high watermark minus the lake's committed offset.
+pub const PARTITION_LAG: &str = "kvlake_hot_partition_lag_messages";
+/// Per partition: the offset the lake's log has committed up to.
+pub const COMMITTED_OFFSET: &str = "kvlake_hot_committed_offset";
 
 /// Registers descriptions, so every metric shows up with help text.
 pub fn describe() {
@@ -63,6 +67,14 @@ pub fn describe() {
     metrics::describe_counter!(STORAGE_RETRIES, "storage operations retried");
     metrics::describe_counter!(BROKER_ERRORS, "errors reported by the kafka consumer");
     metrics::describe_gauge!(PARTITIONS_ASSIGNED, "partitions this instance reads");
+    metrics::describe_gauge!(
+        PARTITION_LAG,
+        "high watermark minus the lake's committed offset, per partition"
+    );
+    metrics::describe_gauge!(
+        COMMITTED_OFFSET,
+        "offset the lake's log has committed up to, per partition"
+    );
 }
 
 /// What one committed batch adds to the metrics.
@@ -139,4 +151,27 @@ pub fn storage_ok() {
 pub fn partitions_assigned(n: usize) {
     HEALTH.partitions.store(n, Ordering::Relaxed);
     metrics::gauge!(PARTITIONS_ASSIGNED).set(n as f64);
+}
+
+/// The lake-committed offset of each partition, for the lag gauge.
+static COMMITTED: std::sync::Mutex<BTreeMap<i32, i64>> = std::sync::Mutex::new(BTreeMap::new());
+
+/// A partition's log now ends at `offset` (after a commit, or where it resumes).
+pub fn committed_offset(partition: i32, offset: i64) {
+    COMMITTED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(partition, offset);
+    metrics::gauge!(COMMITTED_OFFSET, "partition" => partition.to_string()).set(offset as f64);
+}
+
+/// Sets the lag gauges from fresh high watermarks.
+pub fn lag(high_watermarks: &BTreeMap<i32, i64>) {
+    let committed = COMMITTED.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    for (p, high) in high_watermarks {
+        if let Some(c) = committed.get(p) {
+            metrics::gauge!(PARTITION_LAG, "partition" => p.to_string())
+                .set((high - c).max(0) as f64);
+        }
+    }
 }

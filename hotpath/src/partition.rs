@@ -531,6 +531,7 @@ pub(crate) async fn write_batch(
         "batch committed"
     );
     crate::metrics::storage_ok();
+    crate::metrics::committed_offset(p, end);
     let mut files_by_table = std::collections::BTreeMap::new();
     for f in &commit.files {
         *files_by_table

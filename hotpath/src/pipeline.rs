@@ -287,6 +287,9 @@ impl Router {
             }
             let stop_offset = (self.config.mode == RunMode::UntilCaughtUp).then_some(high);
             tracing::info!(partition = p, seq, offset, low, high, "partition starts");
+            if rerun.is_none() {
+                crate::metrics::committed_offset(p, offset);
+            }
             out.push((
                 p,
                 StartPoint {
@@ -390,6 +393,7 @@ impl Router {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         let mut last_error: Option<Instant> = None;
         let consumer = self.consumer.clone();
+
         loop {
             if !subscribe
                 && self.senders.is_empty()
@@ -429,10 +433,11 @@ impl Router {
                         }
                     }
                 }
-                _ = tick.tick() => {
+                                _ = tick.tick() => {
                     if subscribe {
                         self.handle_rebalance().await?;
                     }
+
                     let parts: Vec<i32> = self.pending.iter().filter(|(_, c)| !c.msgs.is_empty()).map(|(p, _)| *p).collect();
                     for p in parts {
                         self.offer(p);

@@ -66,6 +66,19 @@ impl ClientContext for SourceContext {
         }
     }
 
+    /// librdkafka's statistics carry each partition's high watermark: the lag gauges
+    /// come from them, without a request of their own.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let highs: std::collections::BTreeMap<i32, i64> = statistics
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.iter())
+            .filter(|(p, part)| **p >= 0 && part.hi_offset >= 0)
+            .map(|(p, part)| (*p, part.hi_offset))
+            .collect();
+        crate::metrics::lag(&highs);
+    }
+
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         tracing::warn!(target: "librdkafka", error = %error, "{reason}");
     }
@@ -128,7 +141,9 @@ pub fn create_consumer(
             "queued.max.messages.kbytes",
             queue_kbytes.clamp(1024, 65_536).to_string(),
         )
-        .set("enable.partition.eof", "false");
+        .set("enable.partition.eof", "false")
+        // Statistics feed the per-partition lag gauges.
+        .set("statistics.interval.ms", "5000");
     for (k, v) in props {
         cfg.set(k, v);
     }

@@ -1,6 +1,6 @@
 //! The service's endpoints during a real run: `/metrics` counters agree with the rows in
-//! the lake, `/healthz` answers, `/readyz` turns unready while storage is down and ready
-//! again after.
+//! the lake, lag reads 0 once caught up, `/healthz` answers, `/readyz` turns unready while
+//! storage is down and ready again after.
 
 use std::time::{Duration, Instant};
 
@@ -85,6 +85,12 @@ fn metrics_agree_with_the_lake_and_readyz_follows_storage() -> Result<()> {
             + parquet_files(&local.path().join("kv/deadletter"))?.len()
     );
 
+        // Caught up: every partition's lag gauge (from librdkafka's statistics) reads 0.
+    wait_until(Duration::from_secs(30), || {
+        let m = scrape()?;
+        let lines = m.lines().filter(|l| l.starts_with("kvlake_hot_partition_lag_messages{")).count();
+        Ok(lines == 4 && prometheus_sum(&m, "kvlake_hot_partition_lag_messages") == 0.0)
+    })?;
     assert_eq!(http_get(port, "/healthz")?.0, 200);
     assert_eq!(http_get(port, "/readyz")?.0, 200);
     // Storage down: the next batch's writes fail and are retried; /readyz says so.
