@@ -85,10 +85,13 @@ fn metrics_agree_with_the_lake_and_readyz_follows_storage() -> Result<()> {
             + parquet_files(&local.path().join("kv/deadletter"))?.len()
     );
 
-        // Caught up: every partition's lag gauge (from librdkafka's statistics) reads 0.
+    // Caught up: every partition's lag gauge (from librdkafka's statistics) reads 0.
     wait_until(Duration::from_secs(30), || {
         let m = scrape()?;
-        let lines = m.lines().filter(|l| l.starts_with("kvlake_hot_partition_lag_messages{")).count();
+        let lines = m
+            .lines()
+            .filter(|l| l.starts_with("kvlake_hot_partition_lag_messages{"))
+            .count();
         Ok(lines == 4 && prometheus_sum(&m, "kvlake_hot_partition_lag_messages") == 0.0)
     })?;
     assert_eq!(http_get(port, "/healthz")?.0, 200);
