@@ -676,3 +676,34 @@ pub fn spawn_hot(bootstrap: &str, topic: &str, lake: &str, args: &[&str]) -> Res
             .spawn()?,
     ))
 }
+
+/// A broker with one topic, loaded with `messages` generator messages (seeded): the
+/// start of most end-to-end tests.
+pub fn loaded_broker(
+    topic: &str,
+    partitions: i32,
+    seed: u64,
+    bad_rate: f64,
+    messages: usize,
+) -> Result<(Broker, Ledger)> {
+    let broker = Broker::start(topic, partitions)?;
+    let mut ledger = Ledger::default();
+    produce(
+        &broker.bootstrap,
+        topic,
+        partitions,
+        small_messages(seed, bad_rate),
+        messages,
+        &mut ledger,
+    )?;
+    Ok((broker, ledger))
+}
+
+impl Azurite {
+    /// Starts Azurite and creates a container.
+    pub fn with_container(dir: &Path, container: &str) -> Result<Azurite> {
+        let az = Azurite::start(dir)?;
+        az.create_container(container)?;
+        Ok(az)
+    }
+}

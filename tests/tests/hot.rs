@@ -11,16 +11,7 @@ const TOPIC: &str = "kv-audit";
 
 #[test]
 fn every_record_exactly_once_until_caught_up_on_local_lake_with_poison_messages() -> Result<()> {
-    let broker = Broker::start(TOPIC, 4)?;
-    let mut ledger = Ledger::default();
-    produce(
-        &broker.bootstrap,
-        TOPIC,
-        4,
-        small_messages(11, 0.05),
-        1200,
-        &mut ledger,
-    )?;
+    let (broker, ledger) = loaded_broker(TOPIC, 4, 11, 0.05, 1200)?;
     let lake = tempfile::tempdir()?;
     let lake_url = lake.path().to_str().unwrap_or_default().to_string();
     let (code, stdout, stderr) = run_to_end(
@@ -58,18 +49,8 @@ fn every_record_exactly_once_until_caught_up_on_local_lake_with_poison_messages(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_record_exactly_once_until_caught_up_on_azurite() -> Result<()> {
     let az_dir = tempfile::tempdir()?;
-    let az = Azurite::start(az_dir.path())?;
-    az.create_container("lake")?;
-    let broker = Broker::start(TOPIC, 4)?;
-    let mut ledger = Ledger::default();
-    produce(
-        &broker.bootstrap,
-        TOPIC,
-        4,
-        small_messages(12, 0.02),
-        800,
-        &mut ledger,
-    )?;
+    let az = Azurite::with_container(az_dir.path(), "lake")?;
+    let (broker, ledger) = loaded_broker(TOPIC, 4, 12, 0.02, 800)?;
     let mut args: Vec<String> = vec!["--until-caught-up".into()];
     args.extend(az.options());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -122,16 +103,7 @@ fn broker_unreachable_at_start_fails_with_a_clear_error() -> Result<()> {
 
 #[test]
 fn max_runtime_and_sigterm_exit_zero_with_a_commit_and_the_next_run_resumes() -> Result<()> {
-    let broker = Broker::start(TOPIC, 4)?;
-    let mut ledger = Ledger::default();
-    produce(
-        &broker.bootstrap,
-        TOPIC,
-        4,
-        small_messages(13, 0.0),
-        400,
-        &mut ledger,
-    )?;
+    let (broker, mut ledger) = loaded_broker(TOPIC, 4, 13, 0.0, 400)?;
     let lake = tempfile::tempdir()?;
     let url = lake.path().to_str().unwrap_or_default().to_string();
 
@@ -204,16 +176,7 @@ fn max_runtime_and_sigterm_exit_zero_with_a_commit_and_the_next_run_resumes() ->
 #[test]
 fn replay_by_timestamp_range_reproduces_exactly_that_range_twice_without_duplicates() -> Result<()>
 {
-    let broker = Broker::start(TOPIC, 4)?;
-    let mut ledger = Ledger::default();
-    produce(
-        &broker.bootstrap,
-        TOPIC,
-        4,
-        small_messages(16, 0.0),
-        800,
-        &mut ledger,
-    )?;
+    let (broker, ledger) = loaded_broker(TOPIC, 4, 16, 0.0, 800)?;
     let mut times: Vec<i64> = ledger.messages.values().map(|m| m.1).collect();
     times.sort_unstable();
     let (t1, t2) = (times[times.len() * 3 / 10], times[times.len() * 7 / 10]);
@@ -260,16 +223,7 @@ fn replay_by_timestamp_range_reproduces_exactly_that_range_twice_without_duplica
 #[test]
 fn every_record_exactly_once_after_twenty_kills() -> Result<()> {
     let partitions = 8;
-    let broker = Broker::start(TOPIC, partitions)?;
-    let mut ledger = Ledger::default();
-    produce(
-        &broker.bootstrap,
-        TOPIC,
-        partitions,
-        small_messages(21, 0.02),
-        400,
-        &mut ledger,
-    )?;
+    let (broker, mut ledger) = loaded_broker(TOPIC, partitions, 21, 0.02, 400)?;
     let lake = tempfile::tempdir()?;
     let url = lake.path().to_str().unwrap_or_default().to_string();
     let seed = std::time::SystemTime::now()
@@ -322,18 +276,8 @@ fn every_record_exactly_once_after_twenty_kills() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storage_outage_is_retried_and_loses_nothing() -> Result<()> {
     let az_dir = tempfile::tempdir()?;
-    let mut az = Azurite::start(az_dir.path())?;
-    az.create_container("lake")?;
-    let broker = Broker::start(TOPIC, 4)?;
-    let mut ledger = Ledger::default();
-    produce(
-        &broker.bootstrap,
-        TOPIC,
-        4,
-        small_messages(31, 0.0),
-        200,
-        &mut ledger,
-    )?;
+    let mut az = Azurite::with_container(az_dir.path(), "lake")?;
+    let (broker, mut ledger) = loaded_broker(TOPIC, 4, 31, 0.0, 200)?;
     let mut args: Vec<String> = ["--batch-max-wait", "200ms", "--storage-retry-timeout", "2m"]
         .map(String::from)
         .to_vec();
@@ -391,16 +335,7 @@ async fn storage_outage_is_retried_and_loses_nothing() -> Result<()> {
 #[test]
 fn two_instances_share_a_group_and_the_survivor_takes_over_exactly_once() -> Result<()> {
     let partitions = 6;
-    let broker = Broker::start(TOPIC, partitions)?;
-    let mut ledger = Ledger::default();
-    produce(
-        &broker.bootstrap,
-        TOPIC,
-        partitions,
-        small_messages(41, 0.0),
-        300,
-        &mut ledger,
-    )?;
+    let (broker, mut ledger) = loaded_broker(TOPIC, partitions, 41, 0.0, 300)?;
     let lake = tempfile::tempdir()?;
     let url = lake.path().to_str().unwrap_or_default().to_string();
     let group = [
@@ -454,16 +389,7 @@ fn two_instances_share_a_group_and_the_survivor_takes_over_exactly_once() -> Res
 
 #[test]
 fn a_second_writer_on_the_same_partitions_is_fenced_and_nothing_doubles() -> Result<()> {
-    let broker = Broker::start(TOPIC, 4)?;
-    let mut ledger = Ledger::default();
-    produce(
-        &broker.bootstrap,
-        TOPIC,
-        4,
-        small_messages(61, 0.0),
-        600,
-        &mut ledger,
-    )?;
+    let (broker, ledger) = loaded_broker(TOPIC, 4, 61, 0.0, 600)?;
     let lake = tempfile::tempdir()?;
     let url = lake.path().to_str().unwrap_or_default().to_string();
     // Two scheduled jobs started by mistake at once, both in assign mode on every partition.

@@ -26,18 +26,8 @@ fn wait_until(limit: Duration, mut what: impl FnMut() -> Result<bool>) -> Result
 #[test]
 fn metrics_agree_with_the_lake_and_readyz_follows_storage() -> Result<()> {
     let az_dir = tempfile::tempdir()?;
-    let mut az = Azurite::start(az_dir.path())?;
-    az.create_container("lake")?;
-    let broker = Broker::start(TOPIC, 4)?;
-    let mut ledger = Ledger::default();
-    produce(
-        &broker.bootstrap,
-        TOPIC,
-        4,
-        small_messages(81, 0.05),
-        400,
-        &mut ledger,
-    )?;
+    let mut az = Azurite::with_container(az_dir.path(), "lake")?;
+    let (broker, mut ledger) = loaded_broker(TOPIC, 4, 81, 0.05, 400)?;
     let port = free_port()?;
     let metrics_addr = format!("127.0.0.1:{port}");
     let mut args: Vec<String> = ["--batch-max-wait", "200ms", "--metrics-addr", &metrics_addr]
