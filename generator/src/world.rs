@@ -120,7 +120,8 @@ pub(crate) const OPS: &[OpDef] = &[
     op("Authentication", 8.0, Target::Vault, 2.0),
     op("SecretSet", 3.0, Target::Secret, 25.0),
     list("KeyList", 2.0, Target::Key, 35.0),
-    op("SecretDelete", 0.4, Target::Secret, 30.0),
+    // On Sentinel's list of sensitive operations, like purge and backup: only injected.
+    op("SecretDelete", 0.0, Target::Secret, 30.0),
     action("KeyCreate", 0.3, Target::Key, "create", 120.0),
     action(
         "CertificateCreate",

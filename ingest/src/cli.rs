@@ -42,6 +42,8 @@ pub enum Command {
     Hot(Box<HotArgs>),
     /// Decode archived diagnostic-log files (JSON lines or envelopes, optionally .gz) into the lake.
     Convert(ConvertArgs),
+    /// Build the historical tables (daily aggregates, baselines, anomalies) from committed raw data.
+    Cold(ColdArgs),
     /// Write synthetic Key Vault AuditEvent traffic to stdout.
     Generate(GenerateArgs),
     /// Run the whole pipeline on an embedded broker and a local lake; no cloud account needed.
@@ -196,6 +198,36 @@ pub struct ConvertArgs {
     pub output_prefix: Option<String>,
 }
 
+/// Flags of `kvlake cold`.
+#[derive(Debug, Args)]
+pub struct ColdArgs {
+    /// Lake URL (the same as the hot path's, or a replay's <lake>/<prefix>)
+    #[arg(long, env = "KVLAKE_LAKE")]
+    pub lake: String,
+    /// Object-store setting, repeatable
+    #[arg(long = "storage-option", value_parser = parse_key_value)]
+    pub storage_option: Vec<(String, String)>,
+    /// TOML file of anomaly thresholds (the keys of coldpath/sql/defaults.toml);
+    /// KVLAKE_COLD_<KEY> variables override it
+    #[arg(long, env = "KVLAKE_COLD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Recompute the days --from..--to as well as what is new, replacing them
+    #[arg(long, requires_all = ["from", "to"])]
+    pub rebuild: bool,
+    /// First day to rebuild, YYYY-MM-DD
+    #[arg(long, requires = "rebuild")]
+    pub from: Option<String>,
+    /// Last day to rebuild, YYYY-MM-DD (inclusive)
+    #[arg(long, requires = "rebuild")]
+    pub to: Option<String>,
+    /// Query threads (default: the machine's cores)
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print the effective thresholds as TOML and exit
+    #[arg(long)]
+    pub show_settings: bool,
+}
+
 /// Output format of `kvlake generate`.
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum GenerateFormat {
@@ -220,6 +252,26 @@ pub struct GenerateArgs {
     /// Fraction of messages replaced by malformed ones (envelope format), e.g. 0.01
     #[arg(long, default_value_t = 0.0)]
     pub bad_rate: f64,
+    /// Average event rate in event time; records / rate is the time span covered
+    #[arg(long, default_value_t = 50.0)]
+    pub events_per_second: f64,
+    /// Event time of the first record, RFC 3339 (default: the generator's fixed start)
+    #[arg(long)]
+    pub start: Option<String>,
+    /// Vaults in the simulated estate
+    #[arg(long, default_value_t = 12)]
+    pub vaults: usize,
+    /// Identities in the simulated estate
+    #[arg(long, default_value_t = 200)]
+    pub identities: usize,
+    /// Inject an attack, KIND@OFFSET (offset in event time from the start, e.g. 9d4h),
+    /// repeatable. Kinds: mass-secret-retrieval, list-then-read, sensitive-operation,
+    /// new-identity-on-vault, volume-spike, denied-burst, new-ip-for-identity
+    #[arg(long = "attack", value_name = "KIND@OFFSET")]
+    pub attacks: Vec<String>,
+    /// Write what was injected (vault, identity, IP, times) as JSON lines to this file
+    #[arg(long)]
+    pub injected: Option<PathBuf>,
 }
 
 /// Flags of `kvlake demo`.

@@ -41,6 +41,7 @@ fn main() -> ExitCode {
         match &cli.command {
             Command::Hot(args) => commands::hot::run(args, shutdown).await,
             Command::Convert(args) => commands::convert::run(args).await,
+            Command::Cold(args) => commands::cold::run(args).await,
             Command::Generate(args) => commands::generate::run(args),
             Command::Demo(args) => commands::demo::run(args).await,
             Command::MockBroker(args) => {

@@ -139,6 +139,24 @@ pub fn format_date(days: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// The day count of a `YYYY-MM-DD` date, or `None` when it is not a real calendar date.
+pub fn parse_date(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        let part = s.get(r)?;
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse().ok())
+            .flatten()
+    };
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let days = days_from_civil(i64::from(y), m, d);
+    (m >= 1 && m <= 12 && d >= 1 && format_date(days) == s).then_some(days)
+}
+
 /// The day (since epoch) and hour of day (0–23) of a UTC timestamp in microseconds.
 pub fn day_and_hour(micros: i64) -> (i32, i32) {
     let day = micros.div_euclid(MICROS_PER_DAY);
@@ -158,6 +176,22 @@ pub fn format_timestamp_micros(micros: i64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn dates_parse_only_when_real() {
+        assert_eq!(super::parse_date("1970-01-02"), Some(1));
+        assert_eq!(super::parse_date("2024-02-29"), Some(19_782));
+        for bad in [
+            "2023-02-29",
+            "2024-13-01",
+            "2024-1-01",
+            "20240101",
+            "2024-01-0x",
+            "",
+        ] {
+            assert_eq!(super::parse_date(bad), None, "{bad}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -1,5 +1,6 @@
 //! One module per subcommand; each turns parsed flags into a run and a report.
 
+pub mod cold;
 pub mod convert;
 pub mod demo;
 pub mod generate;

@@ -1,0 +1,178 @@
+//! DataFusion over the lake: registers the committed raw files, the daily tables' history
+//! and in-memory results as SQL tables, runs a definition, and shapes its result.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, SchemaRef};
+use datafusion::datasource::MemTable;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::execution::context::SessionContext;
+use datafusion::prelude::{SessionConfig, ident};
+use object_store::ObjectStore;
+use object_store::path::Path;
+use object_store::prefix::PrefixStore;
+use url::Url;
+
+use crate::definitions::{EVENTS_SQL, Table};
+use crate::error::ColdError;
+use crate::layout::agg_dir;
+
+/// The URL the lake is registered under inside DataFusion.
+const LAKE_URL: &str = "kvlake://lake/";
+
+/// A DataFusion session whose `kvlake://lake/` is the lake root.
+pub struct Engine {
+    ctx: SessionContext,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").finish_non_exhaustive()
+    }
+}
+
+fn parquet_options() -> ListingOptions {
+    ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet")
+}
+
+impl Engine {
+    /// A session over `store` below `root`, using `threads` partitions per query.
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        root: Path,
+        threads: usize,
+    ) -> Result<Engine, ColdError> {
+        let config = SessionConfig::new()
+            .with_target_partitions(threads.max(1))
+            .with_information_schema(false);
+        let ctx = SessionContext::new_with_config(config);
+        let url = Url::parse(LAKE_URL).map_err(|e| ColdError::output("engine", e))?;
+        let lake: Arc<dyn ObjectStore> = if root.as_ref().is_empty() {
+            store
+        } else {
+            Arc::new(PrefixStore::new(store, root))
+        };
+        ctx.register_object_store(&url, lake);
+        Ok(Engine { ctx })
+    }
+
+    /// Registers `raw` as exactly these committed files (paths relative to the lake root)
+    /// and `events` as the derived view over it.
+    pub async fn register_raw(&self, files: &[String]) -> Result<(), ColdError> {
+        let schema = kvlake_schemas::raw::raw_file_schema();
+        let table: Arc<dyn datafusion::datasource::TableProvider> = if files.is_empty() {
+            Arc::new(
+                MemTable::try_new(schema, vec![vec![]]).map_err(|e| ColdError::query("raw", e))?,
+            )
+        } else {
+            let urls = files
+                .iter()
+                .map(|f| ListingTableUrl::parse(format!("{LAKE_URL}{f}")))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ColdError::query("raw", e))?;
+            let config = ListingTableConfig::new_with_multi_paths(urls)
+                .with_listing_options(parquet_options())
+                .with_schema(schema);
+            Arc::new(ListingTable::try_new(config).map_err(|e| ColdError::query("raw", e))?)
+        };
+        self.replace("raw", table)?;
+        let events = self
+            .ctx
+            .sql(EVENTS_SQL)
+            .await
+            .map_err(|e| ColdError::query("events", e))?;
+        self.replace("events", events.into_view())
+    }
+
+    /// Registers a table's files in the lake (all days) under its own name.
+    pub fn register_history(&self, table: &Table) -> Result<(), ColdError> {
+        let url = ListingTableUrl::parse(format!("{LAKE_URL}{}/", agg_dir(table.name)))
+            .map_err(|e| ColdError::query(table.name, e))?;
+        let options = parquet_options()
+            .with_table_partition_cols(vec![("date".to_string(), DataType::Date32)]);
+        let config = ListingTableConfig::new(url)
+            .with_listing_options(options)
+            .with_schema(table.file_schema());
+        let provider =
+            ListingTable::try_new(config).map_err(|e| ColdError::query(table.name, e))?;
+        self.replace(table.name, Arc::new(provider))
+    }
+
+    /// Registers results held in memory under `name`.
+    pub fn register_batches(
+        &self,
+        name: &str,
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+    ) -> Result<(), ColdError> {
+        let table =
+            MemTable::try_new(schema, vec![batches]).map_err(|e| ColdError::query(name, e))?;
+        self.replace(name, Arc::new(table))
+    }
+
+    fn replace(
+        &self,
+        name: &str,
+        table: Arc<dyn datafusion::datasource::TableProvider>,
+    ) -> Result<(), ColdError> {
+        self.ctx
+            .deregister_table(name)
+            .map_err(|e| ColdError::query(name, e))?;
+        self.ctx
+            .register_table(name, table)
+            .map(|_| ())
+            .map_err(|e| ColdError::query(name, e))
+    }
+
+    /// Runs `sql` (already filled in) for `table`, sorted by the table's sort keys and
+    /// cast to its schema.
+    pub async fn run(&self, table: &Table, sql: &str) -> Result<Vec<RecordBatch>, ColdError> {
+        let df = self
+            .ctx
+            .sql(sql)
+            .await
+            .map_err(|e| ColdError::query(table.name, e))?;
+        let mut keys = vec![ident("date").sort(true, true)];
+        keys.extend(table.sort.iter().map(|k| ident(*k).sort(true, true)));
+        let batches = df
+            .sort(keys)
+            .map_err(|e| ColdError::query(table.name, e))?
+            .collect()
+            .await
+            .map_err(|e| ColdError::query(table.name, e))?;
+        let schema = table.schema();
+        batches
+            .iter()
+            .filter(|b| b.num_rows() > 0)
+            .map(|b| conform(table, &schema, b))
+            .collect()
+    }
+}
+
+/// Picks the table's columns by name and casts each to its declared type, so that both
+/// engines' small type differences (Int32 against Int64, timestamp units) never reach a file.
+fn conform(
+    table: &Table,
+    schema: &SchemaRef,
+    batch: &RecordBatch,
+) -> Result<RecordBatch, ColdError> {
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let column = batch.column_by_name(field.name()).ok_or_else(|| {
+                ColdError::output(
+                    table.name,
+                    format!("the definition returns no `{}` column", field.name()),
+                )
+            })?;
+            cast(column, field.data_type()).map_err(|e| ColdError::output(table.name, e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(schema.clone(), columns).map_err(|e| ColdError::output(table.name, e))
+}

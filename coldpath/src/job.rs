@@ -1,0 +1,312 @@
+//! One run of the cold path: take in new commits, recompute the days they touch from raw
+//! data, then re-derive baselines and anomalies from those days to the newest one.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{Date32Array, RecordBatch};
+use arrow::compute::kernels::cmp::eq;
+use arrow::compute::{concat_batches, filter_record_batch};
+use arrow::datatypes::SchemaRef;
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use kvlake_schemas::time::format_date;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use crate::commits;
+use crate::definitions::{Stage, TABLES, Table};
+use crate::engine::Engine;
+use crate::error::ColdError;
+use crate::layout::agg_file;
+use crate::settings::{Thresholds, substitute};
+use crate::state::ColdState;
+
+/// A range of UTC days to recompute whatever the state says (inclusive, days since epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rebuild {
+    pub from: i32,
+    pub to: i32,
+}
+
+/// The longest range `--rebuild` accepts, so a typo in a year does not write 700 years.
+pub const MAX_REBUILD_DAYS: i32 = 3660;
+
+/// What a run did.
+#[derive(Debug, Default, Clone)]
+pub struct ColdReport {
+    /// Commit entries read from the checkpoint log.
+    pub commits_read: usize,
+    /// Days recomputed from raw data.
+    pub days_computed: Vec<i32>,
+    /// Days whose baselines and anomalies were re-derived.
+    pub days_analysed: Vec<i32>,
+    /// Raw files and rows read.
+    pub raw_files: usize,
+    pub raw_rows: u64,
+    /// Rows written per table.
+    pub rows: BTreeMap<&'static str, u64>,
+    pub duration: Duration,
+}
+
+/// Stages of a run, for progress displays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Reading the checkpoint log.
+    Scan,
+    /// Computing one table (from raw data or history).
+    Table(&'static str),
+    /// Saving the state.
+    Save,
+}
+
+/// The cold path over one lake.
+pub struct ColdJob {
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    thresholds: Thresholds,
+    threads: usize,
+    on_step: Box<dyn Fn(Step, usize, usize) + Send + Sync>,
+}
+
+impl std::fmt::Debug for ColdJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ColdJob")
+            .field("root", &self.root)
+            .field("threads", &self.threads)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ColdJob {
+    /// A job over the lake `store` below `root`; thresholds are checked here.
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        root: Path,
+        thresholds: Thresholds,
+    ) -> Result<ColdJob, ColdError> {
+        thresholds.validate()?;
+        Ok(ColdJob {
+            store,
+            root,
+            thresholds,
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            on_step: Box::new(|_, _, _| {}),
+        })
+    }
+
+    /// Query parallelism (default: the machine's cores).
+    pub fn with_threads(mut self, threads: usize) -> ColdJob {
+        self.threads = threads.max(1);
+        self
+    }
+
+    /// Called at each step with (step, steps done, steps in all).
+    pub fn on_step(mut self, f: impl Fn(Step, usize, usize) + Send + Sync + 'static) -> ColdJob {
+        self.on_step = Box::new(f);
+        self
+    }
+
+    /// Runs once: incremental, or with `rebuild` also recomputing that range.
+    pub async fn run(&self, rebuild: Option<Rebuild>) -> Result<ColdReport, ColdError> {
+        let started = Instant::now();
+        let steps = TABLES.len() + 2;
+        (self.on_step)(Step::Scan, 0, steps);
+        let mut state = ColdState::load(&self.store, &self.root).await?;
+        let scan = commits::scan(&self.store, &self.root, &state.logs).await?;
+        let mut report = ColdReport {
+            commits_read: scan.commits_read,
+            ..ColdReport::default()
+        };
+        let mut daily: BTreeSet<i32> = state.add(&scan.files);
+        state.logs = scan.positions;
+        if let Some(Rebuild { from, to }) = rebuild {
+            if to < from || to - from >= MAX_REBUILD_DAYS {
+                return Err(ColdError::Setting {
+                    name: "rebuild".into(),
+                    reason: format!(
+                        "--from must not be after --to, and the range at most {MAX_REBUILD_DAYS} days"
+                    ),
+                });
+            }
+            daily.extend(from..=to);
+        }
+        if daily.is_empty() {
+            (self.on_step)(Step::Save, steps, steps);
+            state.updated_at = now_rfc3339();
+            state.save(&self.store, &self.root).await?;
+            report.duration = started.elapsed();
+            return Ok(report);
+        }
+        let newest = state
+            .known_days()
+            .into_iter()
+            .chain(daily.iter().copied())
+            .max();
+        let first = daily.first().copied().unwrap_or_default();
+        let analysed: Vec<i32> = (first..=newest.unwrap_or(first)).collect();
+
+        let engine = Engine::new(self.store.clone(), self.root.clone(), self.threads)?;
+        let files: Vec<String> = daily
+            .iter()
+            .flat_map(|d| state.files_of(*d).iter().map(|f| f.path.clone()))
+            .collect();
+        report.raw_files = files.len();
+        report.raw_rows = daily
+            .iter()
+            .flat_map(|d| state.files_of(*d))
+            .map(|f| f.rows)
+            .sum();
+        engine.register_raw(&files).await?;
+
+        let mut values = self.thresholds.sql_values();
+        values.insert("from", format_date(i64::from(first)));
+        values.insert(
+            "to",
+            format_date(i64::from(*analysed.last().unwrap_or(&first))),
+        );
+        let daily_days: Vec<i32> = daily.iter().copied().collect();
+        for (done, table) in TABLES.iter().enumerate() {
+            (self.on_step)(Step::Table(table.name), done + 1, steps);
+            let days = match table.stage {
+                Stage::Daily => &daily_days,
+                Stage::History => {
+                    // History tables read what the daily stage has just written.
+                    for t in TABLES.iter().filter(|t| t.stage == Stage::Daily) {
+                        engine.register_history(t)?;
+                    }
+                    &analysed
+                }
+            };
+            let sql = substitute(table.name, table.sql, &values)?;
+            let batches = engine.run(table, &sql).await?;
+            let rows = self.write_days(table, &batches, days).await?;
+            report.rows.insert(table.name, rows);
+            if table.stage == Stage::History {
+                // Later definitions read this run's result, not the files it replaced.
+                engine.register_batches(table.name, table.schema(), batches)?;
+            }
+        }
+        (self.on_step)(Step::Save, steps - 1, steps);
+        state.updated_at = now_rfc3339();
+        state.save(&self.store, &self.root).await?;
+        (self.on_step)(Step::Save, steps, steps);
+        report.days_computed = daily_days;
+        report.days_analysed = analysed;
+        report.duration = started.elapsed();
+        Ok(report)
+    }
+
+    /// Writes one file per day of `days` (an empty one where the result has no row, so
+    /// the day's previous content is replaced too); returns the rows written.
+    async fn write_days(
+        &self,
+        table: &'static Table,
+        batches: &[RecordBatch],
+        days: &[i32],
+    ) -> Result<u64, ColdError> {
+        let file_schema = table.file_schema();
+        let parts: Vec<(i32, Vec<RecordBatch>)> = days
+            .iter()
+            .map(|&day| Ok((day, rows_of_day(table, batches, day, &file_schema)?)))
+            .collect::<Result<_, ColdError>>()?;
+        let rows: u64 = parts
+            .iter()
+            .flat_map(|(_, b)| b.iter())
+            .map(|b| b.num_rows() as u64)
+            .sum();
+        futures::stream::iter(parts)
+            .map(|(day, batches)| {
+                let schema = file_schema.clone();
+                async move {
+                    let bytes =
+                        tokio::task::spawn_blocking(move || encode(table, schema, &batches))
+                            .await
+                            .map_err(|e| ColdError::output(table.name, e))??;
+                    let rel = agg_file(table.name, day);
+                    let path = rel
+                        .split('/')
+                        .fold(self.root.clone(), |p, part| p.join(part));
+                    self.store
+                        .put(&path, PutPayload::from(bytes))
+                        .await
+                        .map_err(|e| ColdError::storage(rel, e))?;
+                    Ok::<_, ColdError>(())
+                }
+            })
+            .buffer_unordered(8)
+            .try_collect::<Vec<_>>()
+            .await?;
+        metrics::counter!("kvlake_cold_rows_written_total", "table" => table.name).increment(rows);
+        Ok(rows)
+    }
+}
+
+/// The rows of `day`, without the `date` column.
+fn rows_of_day(
+    table: &Table,
+    batches: &[RecordBatch],
+    day: i32,
+    file_schema: &SchemaRef,
+) -> Result<Vec<RecordBatch>, ColdError> {
+    let wanted = Date32Array::new_scalar(day);
+    let mut out = Vec::new();
+    for batch in batches {
+        let dates = batch
+            .column_by_name("date")
+            .ok_or_else(|| ColdError::output(table.name, "no `date` column"))?;
+        let mask = eq(dates, &wanted).map_err(|e| ColdError::output(table.name, e))?;
+        if mask.true_count() == 0 {
+            continue;
+        }
+        let picked =
+            filter_record_batch(batch, &mask).map_err(|e| ColdError::output(table.name, e))?;
+        let columns = file_schema
+            .fields()
+            .iter()
+            .map(|f| {
+                picked.column_by_name(f.name()).cloned().ok_or_else(|| {
+                    ColdError::output(table.name, format!("no `{}` column", f.name()))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        out.push(
+            RecordBatch::try_new(file_schema.clone(), columns)
+                .map_err(|e| ColdError::output(table.name, e))?,
+        );
+    }
+    Ok(out)
+}
+
+/// One Parquet file of `batches` (zstd; an empty file still carries the schema).
+fn encode(table: &Table, schema: SchemaRef, batches: &[RecordBatch]) -> Result<Bytes, ColdError> {
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).map_err(|e| ColdError::output(table.name, e))?,
+        ))
+        .build();
+    let mut buf = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut buf, schema.clone(), Some(props))
+        .map_err(|e| ColdError::output(table.name, e))?;
+    if !batches.is_empty() {
+        let all = concat_batches(&schema, batches).map_err(|e| ColdError::output(table.name, e))?;
+        writer
+            .write(&all)
+            .map_err(|e| ColdError::output(table.name, e))?;
+    }
+    writer
+        .close()
+        .map_err(|e| ColdError::output(table.name, e))?;
+    Ok(Bytes::from(buf))
+}
+
+fn now_rfc3339() -> String {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+    kvlake_schemas::time::format_timestamp_micros(micros)
+}
