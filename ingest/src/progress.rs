@@ -99,9 +99,11 @@ impl Progress {
     /// Stops the display, leaving its last state with `msg` on the terminal.
     pub fn finish(&self, msg: impl Into<Cow<'static, str>>) {
         self.bar.finish_with_message(msg);
-        // One bar is shown at a time: it is this one.
+        // One bar is shown at a time: it is this one. indicatif leaves the cursor on the
+        // bar's line; what is printed next (the report on stdout) starts on a new one.
         if self.is_visible() {
             *shown() = None;
+            eprintln!();
         }
     }
 
