@@ -204,15 +204,22 @@ impl FileBatch<'_> {
         spans.closed(self.seq, self.start, end, messages);
         let plan = file_plan(self.shared, self.seq, self.start, end, messages, self.now);
         let finished = spans.flush().in_scope(|| batch.finish())?;
+        let meta = BatchMeta {
+            message_bytes: bytes,
+            opened_at: tokio::time::Instant::now(),
+            revoked: None,
+            span: spans.batch,
+            // convert counts progress in files, not lines
+            progress_units: 0,
+        };
         let c = commit(
             self.handle,
             self.shared,
             self.log,
             plan,
             finished,
-            bytes,
+            meta,
             self.source,
-            spans.batch,
         )?;
         self.summary.raw_rows += c.raw_rows;
         self.summary.dead_letter_rows += c.dead_letter_rows;
@@ -382,17 +389,9 @@ fn commit(
     log: &PartitionLog,
     plan: BatchPlan,
     finished: FinishedBatch,
-    bytes: u64,
+    meta: BatchMeta,
     source: &str,
-    span: tracing::Span,
 ) -> Result<Committed, HotError> {
-    let meta = BatchMeta {
-        message_bytes: bytes,
-        opened_at: tokio::time::Instant::now(),
-        revoked: None,
-        span,
-        progress_units: 0,
-    };
     let c = handle.block_on(write_batch(
         shared.clone(),
         log.clone(),

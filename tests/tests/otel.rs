@@ -35,6 +35,8 @@ fn every_committed_batch_is_one_trace_with_its_partition_and_offset_range() -> R
     let lake = tempfile::tempdir()?;
     let lake_url = lake.path().to_str().context("utf-8 path")?;
     let endpoint = receiver.endpoint();
+    // Prometheus too: with both on, the metrics recorder fans out to both.
+    let metrics_addr = format!("127.0.0.1:{}", free_port()?);
     let cmd = hot_command(
         &broker.bootstrap,
         TOPIC,
@@ -45,10 +47,16 @@ fn every_committed_batch_is_one_trace_with_its_partition_and_offset_range() -> R
             "400",
             "--otlp-endpoint",
             &endpoint,
+            "--metrics-addr",
+            &metrics_addr,
         ],
     );
     let (code, _out, err) = run_to_end(cmd, Duration::from_secs(120))?;
     assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        log_lines(&err, "serving /metrics, /healthz and /readyz").count(),
+        1
+    );
 
     let spans = receiver.spans();
     assert!(
