@@ -5,8 +5,10 @@ Reads the command line and the settings from the Rust sources (ingest/src/cli.rs
 ingest/src/settings.rs) and checks every manifest of deploy/ against them:
 
 * every `kvlake` argument in Kubernetes and Container Apps definitions is a flag of
-  `kvlake hot` (or a global flag), or one of the flags still to come (OpenTelemetry
-  from issue 7, `--auth`), reported as PENDING, not as an error;
+  `kvlake hot` (or a global flag), or one of the flags still to come (`--auth`),
+  reported as PENDING, not as an error;
+* an OTLP endpoint (--otlp-endpoint, OTEL_EXPORTER_OTLP_ENDPOINT) is an http:// URL,
+  as kvlake demands (it sends OTLP/HTTP to a collector on the private network);
 * the metrics address (--metrics-addr, KVLAKE_METRICS_ADDR or metrics_addr) is
   IP:PORT as kvlake demands, and the probes on /healthz or /readyz, the container
   port and the prometheus.io/port annotation use its port;
@@ -36,8 +38,8 @@ import yaml
 
 # Flags still to come; manifests may carry them ahead of the code (commented out,
 # or reported as PENDING). --metrics-addr is in kvlake and checked like any flag.
-PENDING_FLAGS = {"--otlp-endpoint": "issue 7, OpenTelemetry", "--auth": "later: --auth entra"}
-PENDING_ENV = {"OTEL_EXPORTER_OTLP_ENDPOINT": "issue 7, OpenTelemetry"}
+PENDING_FLAGS = {"--auth": "later: --auth entra"}
+PENDING_ENV: dict[str, str] = {}
 HEALTH_PATHS = {"/healthz", "/readyz", "/metrics"}
 # Variables kvlake reads besides the layered settings.
 EXTRA_ENV = {"KVLAKE_CONFIG", "KVLAKE_LOG_FORMAT", "KVLAKE_LOG"}
@@ -133,11 +135,20 @@ def check_args(where: str, args: list[str], hot_flags: set[str]) -> dict[str, st
             fail(where, f"{flag} is not a flag of `kvlake hot` (see ingest/src/cli.rs)")
         seen[flag] = value
         check_value(where, flag[2:].replace("-", "_"), value) if value else None
+        if flag == "--otlp-endpoint":
+            check_otlp(where, value)
         i += 1
     replay = {"--starting-offsets", "--starting-timestamp", "--ending-timestamp"} & seen.keys()
     if replay and "--output-prefix" not in seen:
         fail(where, f"{sorted(replay)} without --output-prefix: kvlake refuses a replay that would move the live checkpoint")
     return seen
+
+
+def check_otlp(where: str, value: str) -> None:
+    if not value.startswith("http://"):
+        fail(where, f"OTLP endpoint {value!r}: kvlake sends OTLP/HTTP, give http://<collector>:4318")
+    elif value.rstrip("/").endswith(":4317"):
+        fail(where, f"OTLP endpoint {value!r}: 4317 is the collector's gRPC port; kvlake speaks OTLP/HTTP (4318)")
 
 
 def check_env(where: str, env: list[dict], env_keys: set[str]) -> dict[str, str]:
@@ -150,6 +161,8 @@ def check_env(where: str, env: list[dict], env_keys: set[str]) -> dict[str, str]
             pending.append(f"{where}: {name} ({PENDING_ENV[name]})")
         if "value" in e:
             values[name] = str(e["value"])
+            if name == "OTEL_EXPORTER_OTLP_ENDPOINT":
+                check_otlp(where, str(e["value"]))
             key = name.removeprefix("KVLAKE_").lower()
             if name.startswith("KVLAKE_"):
                 check_value(where, key, e["value"])

@@ -19,6 +19,8 @@ use crate::lake::Lake;
 use crate::log::PartitionLog;
 use crate::messages::Msg;
 use crate::partition::{BatchMeta, Committed, Shared, write_batch};
+use crate::progress::Progress;
+use crate::spans::BatchSpans;
 use kvlake_schemas::checkpoint::{BatchPlan, LOG_FORMAT_VERSION};
 use kvlake_schemas::time::format_timestamp_micros;
 
@@ -84,12 +86,26 @@ pub async fn convert(
     limits: &BatchLimits,
     writer_id: &str,
 ) -> Result<ConvertSummary, HotError> {
+    convert_with_progress(inputs, lake, limits, writer_id, crate::progress::none()).await
+}
+
+/// [`convert`], telling `progress` the number of files, the file being read, each
+/// committed batch's rows and each finished file.
+pub async fn convert_with_progress(
+    inputs: &[PathBuf],
+    lake: &Lake,
+    limits: &BatchLimits,
+    writer_id: &str,
+    progress: Progress,
+) -> Result<ConvertSummary, HotError> {
     let files = expand_inputs(inputs).map_err(|e| HotError::LakeConfig {
         url: "input".into(),
         detail: e.to_string(),
     })?;
+    progress.add_total(files.len() as u64);
     let mut summary = ConvertSummary::default();
     for path in files {
+        progress.working_on(&path.display().to_string());
         let log_name = file_log_name(&path);
         let log = PartitionLog::new(lake.clone(), &log_name, 0);
         let resume = match log.resume().await? {
@@ -122,6 +138,7 @@ pub async fn convert(
             writer_id: writer_id.to_string(),
             commit_kafka_offsets: false,
             queued_bytes: None,
+            progress: progress.clone(),
         };
         let source = path.display().to_string();
         let handle = tokio::runtime::Handle::current();
@@ -140,6 +157,7 @@ pub async fn convert(
                 summary.bytes += s.bytes;
             }
         }
+        progress.advance(1, 0);
     }
     Ok(summary)
 }
@@ -168,10 +186,12 @@ struct FileBatch<'a> {
     seq: u64,
     now: i64,
     summary: ConvertSummary,
+    spans: BatchSpans,
 }
 
 impl FileBatch<'_> {
     fn add(&mut self, msgs: &[Msg]) -> Result<(), HotError> {
+        let _span = self.spans.decode(msgs.len()).entered();
         Ok(self.open.add(msgs, self.source, 0, self.now)?)
     }
 
@@ -179,15 +199,26 @@ impl FileBatch<'_> {
     fn close(&mut self, end: i64) -> Result<(), HotError> {
         let fresh = OpenBatch::new(self.max_message_bytes, self.limits.row_group_rows);
         let batch = std::mem::replace(&mut self.open, fresh);
+        let mut spans = std::mem::replace(&mut self.spans, BatchSpans::open(self.source, 0, end));
         let (bytes, messages) = (batch.message_bytes(), batch.messages());
+        spans.closed(self.seq, self.start, end, messages);
         let plan = file_plan(self.shared, self.seq, self.start, end, messages, self.now);
+        let finished = spans.flush().in_scope(|| batch.finish())?;
+        let meta = BatchMeta {
+            message_bytes: bytes,
+            opened_at: tokio::time::Instant::now(),
+            revoked: None,
+            span: spans.batch,
+            // convert counts progress in files, not lines
+            progress_units: 0,
+        };
         let c = commit(
             self.handle,
             self.shared,
             self.log,
             plan,
-            batch.finish()?,
-            bytes,
+            finished,
+            meta,
             self.source,
         )?;
         self.summary.raw_rows += c.raw_rows;
@@ -259,6 +290,7 @@ fn convert_file(
         seq: resume.seq,
         now,
         summary: ConvertSummary::default(),
+        spans: BatchSpans::open(source, 0, resume.from_line),
     };
     if !is_lines {
         // One document is one message at line 1; a file that grew later is not read again.
@@ -357,14 +389,9 @@ fn commit(
     log: &PartitionLog,
     plan: BatchPlan,
     finished: FinishedBatch,
-    bytes: u64,
+    meta: BatchMeta,
     source: &str,
 ) -> Result<Committed, HotError> {
-    let meta = BatchMeta {
-        message_bytes: bytes,
-        opened_at: tokio::time::Instant::now(),
-        revoked: None,
-    };
     let c = handle.block_on(write_batch(
         shared.clone(),
         log.clone(),

@@ -15,9 +15,11 @@ pub mod messages;
 pub mod metrics;
 pub mod partition;
 pub mod pipeline;
+pub mod progress;
 pub mod source;
+pub(crate) mod spans;
 
 pub use config::{Assignment, BatchLimits, HotConfig, RunMode, StartPosition};
 pub use error::HotError;
 pub use lake::Lake;
-pub use pipeline::{RunSummary, run};
+pub use pipeline::{RunSummary, run, run_with_progress};

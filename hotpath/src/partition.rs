@@ -16,6 +16,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, Span};
 
 use crate::config::BatchLimits;
 use crate::encode::{FinishedBatch, OpenBatch};
@@ -23,7 +24,9 @@ use crate::error::HotError;
 use crate::lake::Lake;
 use crate::log::{Fence, PartitionLog};
 use crate::messages::{Chunk, Msg, PartitionReport};
+use crate::progress::Progress;
 use crate::source::{KafkaConsumer, commit_offset};
+use crate::spans::{self, BatchSpans};
 
 /// Where a partition task starts, decided by the pipeline from the log and the run mode.
 #[derive(Debug, Clone)]
@@ -68,6 +71,8 @@ pub struct Shared {
     pub commit_kafka_offsets: bool,
     /// The router's count of message bytes in flight; a task subtracts each chunk it takes.
     pub queued_bytes: Option<Arc<std::sync::atomic::AtomicUsize>>,
+    /// Told of each committed batch (progress bars).
+    pub progress: Progress,
 }
 
 impl std::fmt::Debug for Shared {
@@ -93,6 +98,7 @@ struct Open {
     batch: OpenBatch,
     start: i64,
     opened_at: Instant,
+    spans: BatchSpans,
 }
 
 /// One partition's task state.
@@ -280,6 +286,7 @@ impl PartitionTask {
                     ),
                     start: self.planned_end,
                     opened_at: Instant::now(),
+                    spans: BatchSpans::open(&self.shared.topic, self.partition, self.planned_end),
                 });
             }
             self.pos = m.offset + 1;
@@ -328,8 +335,10 @@ impl PartitionTask {
             .await
             .map_err(|e| HotError::Task(e.to_string()))?;
         let (topic, partition) = (self.shared.topic.clone(), self.partition);
+        let span = open.spans.decode(msgs.len());
         let open = tokio::task::spawn_blocking(move || {
             let _permit = permit;
+            let _span = span.enter();
             open.batch
                 .add(&msgs, &topic, partition, now_micros())
                 .map(|()| open)
@@ -349,19 +358,23 @@ impl PartitionTask {
                 batch: OpenBatch::new(limits.max_message_bytes, limits.row_group_rows),
                 start: self.planned_end,
                 opened_at: Instant::now(),
+                spans: BatchSpans::open(&self.shared.topic, self.partition, self.planned_end),
             });
         }
         let Some(open) = self.open.take() else {
             return Ok(());
         };
         let end = end.unwrap_or(self.pos);
-        let (start, messages, message_bytes, opened_at) = (
-            open.start,
-            open.batch.messages(),
-            open.batch.message_bytes(),
-            open.opened_at,
-        );
-        let finished = tokio::task::spawn_blocking(move || open.batch.finish())
+        let Open {
+            batch,
+            start,
+            opened_at,
+            mut spans,
+        } = open;
+        let (messages, message_bytes) = (batch.messages(), batch.message_bytes());
+        spans.closed(self.seq, start, end, messages);
+        let flush = spans.flush();
+        let finished = tokio::task::spawn_blocking(move || flush.in_scope(|| batch.finish()))
             .await
             .map_err(|e| HotError::Task(e.to_string()))??;
         // The previous batch must be committed before this one is planned.
@@ -388,6 +401,8 @@ impl PartitionTask {
             message_bytes,
             opened_at,
             revoked: Some(revoked),
+            span: spans.batch,
+            progress_units: u64::try_from(end - start).unwrap_or(0),
         };
         self.inflight = Some(tokio::spawn(write_batch(shared, log, plan, finished, meta)));
         Ok(())
@@ -428,10 +443,28 @@ pub(crate) struct BatchMeta {
     pub(crate) opened_at: Instant,
     /// Cancelled when the partition is revoked.
     pub(crate) revoked: Option<CancellationToken>,
+    /// The batch's root span: the write and commit spans are its children.
+    pub(crate) span: Span,
+    /// Work this batch completes, for the progress display (messages; 0 for file batches).
+    pub(crate) progress_units: u64,
 }
 
-/// Plan → files → commit → Kafka offset, for one closed batch.
+/// Plan → files → commit → Kafka offset, for one closed batch, inside its batch span
+/// (so every log line of the write carries the partition and offset range).
 pub(crate) async fn write_batch(
+    shared: Shared,
+    log: PartitionLog,
+    plan: BatchPlan,
+    finished: FinishedBatch,
+    meta: BatchMeta,
+) -> Result<Committed, HotError> {
+    let span = meta.span.clone();
+    write_batch_in_span(shared, log, plan, finished, meta)
+        .instrument(span)
+        .await
+}
+
+async fn write_batch_in_span(
     shared: Shared,
     log: PartitionLog,
     plan: BatchPlan,
@@ -443,6 +476,8 @@ pub(crate) async fn write_batch(
         message_bytes,
         opened_at,
         revoked,
+        span: batch_span,
+        progress_units,
     } = meta;
     let FinishedBatch {
         files,
@@ -463,7 +498,8 @@ pub(crate) async fn write_batch(
     {
         return Ok(lost("revoked before its plan"));
     }
-    if let Fence::Lost { by } = log.write_plan(&plan).await? {
+    let write_span = tracing::info_span!(parent: &batch_span, "write", files = files.len() as i64);
+    if let Fence::Lost { by } = log.write_plan(&plan).instrument(write_span.clone()).await? {
         return Ok(lost(&by));
     }
     fail::fail_point!("after-plan");
@@ -487,7 +523,10 @@ pub(crate) async fn write_batch(
         async move { lake.put(&path, f.bytes).await }
     });
     let puts: Vec<_> = puts.collect();
-    futures::future::try_join_all(puts).await?;
+    futures::future::try_join_all(puts)
+        .instrument(write_span.clone())
+        .await?;
+    drop(write_span);
     fail::fail_point!("after-files");
     if revoked
         .as_ref()
@@ -508,7 +547,12 @@ pub(crate) async fn write_batch(
         writer: shared.writer_id.clone(),
         committed_at: format_timestamp_micros(now_micros()),
     };
-    if let Fence::Lost { by } = log.write_commit(&commit).await? {
+    let commit_span = tracing::info_span!(parent: &batch_span, "commit", seq = plan.seq as i64);
+    if let Fence::Lost { by } = log
+        .write_commit(&commit)
+        .instrument(commit_span.clone())
+        .await?
+    {
         return Ok(lost(&by));
     }
     fail::fail_point!("after-commit");
@@ -517,8 +561,13 @@ pub(crate) async fn write_batch(
         .as_ref()
         .filter(|_| shared.commit_kafka_offsets)
     {
-        commit_offset(c, &shared.topic, p, end);
+        commit_span.in_scope(|| commit_offset(c, &shared.topic, p, end));
     }
+    drop(commit_span);
+    spans::record_rows(&batch_span, raw_rows, dead_letter_rows);
+    shared
+        .progress
+        .advance(progress_units, raw_rows + dead_letter_rows);
     tracing::info!(
         partition = p,
         seq = plan.seq,

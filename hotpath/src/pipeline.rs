@@ -32,6 +32,7 @@ use crate::lake::Lake;
 use crate::log::PartitionLog;
 use crate::messages::{Chunk, Msg, PartitionReport};
 use crate::partition::{PartitionTask, Shared, Signals, StartPoint};
+use crate::progress::Progress;
 use crate::source::{self, KafkaConsumer, RebalanceEvent};
 
 /// What a run did.
@@ -66,6 +67,18 @@ pub async fn run(
     config: HotConfig,
     lake: Lake,
     shutdown: CancellationToken,
+) -> Result<RunSummary, HotError> {
+    run_with_progress(config, lake, shutdown, crate::progress::none()).await
+}
+
+/// [`run`], telling `progress` the messages each partition has to read (when the run
+/// has an end: `--until-caught-up`, or a replay's high watermark as the upper bound)
+/// and the messages of each committed batch.
+pub async fn run_with_progress(
+    config: HotConfig,
+    lake: Lake,
+    shutdown: CancellationToken,
+    progress: Progress,
 ) -> Result<RunSummary, HotError> {
     let started = Instant::now();
     crate::metrics::describe();
@@ -106,6 +119,7 @@ pub async fn run(
         consumer.clone(),
         stop.clone(),
         active.min(all.len()),
+        progress,
     );
     match config.assignment {
         Assignment::Assign => {
@@ -182,6 +196,7 @@ impl Router {
         consumer: Arc<KafkaConsumer>,
         stop: CancellationToken,
         partitions: usize,
+        progress: Progress,
     ) -> Self {
         let n = partitions.max(1) as u64;
         // About 96 MiB goes to what does not scale with the data: the runtime, librdkafka's
@@ -217,6 +232,7 @@ impl Router {
             writer_id: config.writer_id.clone(),
             commit_kafka_offsets: config.commit_kafka_offsets,
             queued_bytes: Some(pending_bytes.clone()),
+            progress,
         };
         Router {
             config: config.clone(),
@@ -286,6 +302,11 @@ impl Router {
                 );
             }
             let stop_offset = (self.config.mode == RunMode::UntilCaughtUp).then_some(high);
+            if stop_offset.is_some() || self.config.ending_timestamp_ms.is_some() {
+                self.shared
+                    .progress
+                    .add_total(u64::try_from(high - offset).unwrap_or(0));
+            }
             tracing::info!(partition = p, seq, offset, low, high, "partition starts");
             if rerun.is_none() {
                 crate::metrics::committed_offset(p, offset);

@@ -19,6 +19,15 @@ pub struct Cli {
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `kvlake_hotpath=debug`.
     #[arg(long, global = true, default_value = "info", env = "KVLAKE_LOG")]
     pub log: String,
+    /// Export batch traces and metrics over OTLP (HTTP/protobuf) to this collector, e.g.
+    /// http://localhost:4318 (signals go to /v1/traces and /v1/metrics). Off when unset.
+    #[arg(
+        long,
+        global = true,
+        env = "OTEL_EXPORTER_OTLP_ENDPOINT",
+        value_name = "URL"
+    )]
+    pub otlp_endpoint: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

@@ -5,6 +5,8 @@ mod cli;
 mod commands;
 mod eventhubs;
 mod logging;
+mod otel;
+mod progress;
 mod resources;
 mod secret;
 mod settings;
@@ -24,7 +26,22 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log_format, &cli.log);
+    // Before the runtime: the OTLP exporters' blocking HTTP client runs a runtime of its own.
+    let otel = match cli.otlp_endpoint.as_deref().filter(|e| !e.is_empty()) {
+        None => None,
+        Some(endpoint) => match otel::init(endpoint) {
+            Ok(o) => Some(o),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    logging::init(
+        cli.log_format,
+        &cli.log,
+        otel.as_ref().map(otel::Otel::tracer),
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -49,6 +66,11 @@ fn main() -> ExitCode {
             }
         }
     });
+    // The runtime's threads are gone before the exporters flush their last spans and metrics.
+    drop(runtime);
+    if let Some(o) = otel {
+        o.shutdown();
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -14,17 +14,19 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
 /// Seconds buckets for the batch and commit histograms.
-const SECONDS_BUCKETS: &[f64] = &[
+pub(crate) const SECONDS_BUCKETS: &[f64] = &[
     0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
 ];
 
 /// Installs the Prometheus recorder and serves the endpoints until `shutdown`.
 pub async fn serve(addr: SocketAddr, shutdown: CancellationToken) -> Result<SocketAddr> {
-    let handle = PrometheusBuilder::new()
+    let recorder = PrometheusBuilder::new()
         .set_buckets(SECONDS_BUCKETS)
         .context("histogram buckets")?
-        .install_recorder()
-        .context("cannot install the metrics recorder")?;
+        .build_recorder();
+    let handle = recorder.handle();
+    // Beside the OTLP bridge when --otlp-endpoint is set, alone otherwise.
+    crate::otel::metrics::install_prometheus(recorder)?;
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
         format!(
             "--metrics-addr {addr}: cannot listen (port in use, or not an address of this host?)"

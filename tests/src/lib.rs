@@ -17,6 +17,8 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
+pub mod otlp;
+
 /// The `kvlake` binary of this build (`cargo build -p kvlake` runs before the tests).
 pub fn kvlake_bin() -> PathBuf {
     if let Ok(p) = std::env::var("KVLAKE_BIN") {

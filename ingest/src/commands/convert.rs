@@ -1,9 +1,12 @@
 //! `kvlake convert`: archived diagnostic-log files into the lake.
 
+use std::sync::Arc;
+
 use anyhow::{Context, Result};
 use kvlake_hotpath::{BatchLimits, Lake};
 
 use crate::cli::ConvertArgs;
+use crate::progress::Progress;
 
 pub async fn run(args: &ConvertArgs) -> Result<()> {
     let lake = Lake::open(
@@ -13,9 +16,17 @@ pub async fn run(args: &ConvertArgs) -> Result<()> {
     )
     .context("cannot open the lake")?;
     let writer = format!("convert-pid{}", std::process::id());
-    let s = kvlake_hotpath::files::convert(&args.inputs, &lake, &BatchLimits::default(), &writer)
-        .await
-        .context("convert stopped")?;
+    let progress = Progress::new("convert", "files");
+    let s = kvlake_hotpath::files::convert_with_progress(
+        &args.inputs,
+        &lake,
+        &BatchLimits::default(),
+        &writer,
+        Arc::new(progress.clone()),
+    )
+    .await;
+    progress.finish(if s.is_ok() { "done" } else { "stopped" });
+    let s = s.context("convert stopped")?;
     println!(
         "converted {} files ({} already in the lake): {} rows, {} dead letters, {:.1} MB read, into {}",
         s.files,

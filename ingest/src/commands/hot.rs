@@ -1,11 +1,14 @@
 //! `kvlake hot`: the hot path as a service, a scheduled job (`--until-caught-up`) or a replay.
 
 use anyhow::{Context, Result};
-use kvlake_hotpath::Lake;
+use std::sync::Arc;
+
 use kvlake_hotpath::lake::StorageRetry;
+use kvlake_hotpath::{Lake, RunMode};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::HotArgs;
+use crate::progress::Progress;
 use crate::settings;
 
 pub async fn run(args: &HotArgs, shutdown: CancellationToken) -> Result<()> {
@@ -21,9 +24,20 @@ pub async fn run(args: &HotArgs, shutdown: CancellationToken) -> Result<()> {
             ..StorageRetry::default()
         });
     tracing::info!(lake = lake.display(), topic = %cfg.topic, mode = ?cfg.mode, assignment = ?cfg.assignment, writer = %cfg.writer_id, "kvlake hot starting");
-    let summary = kvlake_hotpath::run(cfg, lake, shutdown)
-        .await
-        .context("hot path stopped");
+    // A run with an end (scheduled job, replay) shows how far it has got, on a terminal.
+    let has_end = cfg.mode == RunMode::UntilCaughtUp
+        || cfg.ending_timestamp_ms.is_some()
+        || spec.output_prefix.is_some();
+    let progress = if has_end {
+        Progress::new("hot", "messages")
+    } else {
+        Progress::hidden()
+    };
+    let summary =
+        kvlake_hotpath::run_with_progress(cfg, lake, shutdown, Arc::new(progress.clone()))
+            .await
+            .context("hot path stopped");
+    progress.finish(if summary.is_ok() { "done" } else { "stopped" });
     endpoints.cancel();
     let summary = summary?;
     let secs = summary.elapsed.as_secs_f64().max(1e-9);
