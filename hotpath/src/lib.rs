@@ -19,5 +19,5 @@ pub mod source;
 
 pub use config::{Assignment, BatchLimits, HotConfig, RunMode, StartPosition};
 pub use error::HotError;
-pub use lake::Lake;
+pub use lake::{Lake, LakeAuth};
 pub use pipeline::{RunSummary, run};

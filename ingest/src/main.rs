@@ -4,6 +4,7 @@
 mod cli;
 mod commands;
 mod eventhubs;
+mod identity;
 mod logging;
 mod resources;
 mod secret;
@@ -25,6 +26,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format, &cli.log);
+    identity::http::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -43,6 +45,8 @@ fn main() -> ExitCode {
             Command::Convert(args) => commands::convert::run(args).await,
             Command::Generate(args) => commands::generate::run(args),
             Command::Demo(args) => commands::demo::run(args).await,
+            Command::Config(cli::ConfigCommand::Show(args)) => commands::config::show(args).await,
+            Command::Check(args) => commands::check::run(args).await,
             Command::MockBroker(args) => {
                 tokio::task::block_in_place(|| commands::mock_broker::run(args))
             }

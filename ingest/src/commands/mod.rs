@@ -1,5 +1,7 @@
 //! One module per subcommand; each turns parsed flags into a run and a report.
 
+pub mod check;
+pub mod config;
 pub mod convert;
 pub mod demo;
 pub mod generate;
