@@ -625,13 +625,36 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("--output-prefix"), "{e}");
-        let e = validate(HotSettings {
+        // An Event Hubs namespace without a connection string uses Entra ID.
+        let (cfg, _, _) = validate(HotSettings {
             brokers: Some("ns.servicebus.windows.net:9093".into()),
+            ..base()
+        })
+        .unwrap();
+        assert_eq!(cfg.kafka["sasl.mechanism"], "OAUTHBEARER");
+        assert_eq!(cfg.kafka["security.protocol"], "sasl_ssl");
+        let s = HotSettings {
+            brokers: Some("ns.servicebus.windows.net:9093".into()),
+            ..base()
+        };
+        assert_eq!(
+            kafka_token_scope(&s, "ns.servicebus.windows.net:9093").unwrap(),
+            "https://ns.servicebus.windows.net/.default"
+        );
+        let e = validate(HotSettings {
+            auth: Some("entra".into()),
             ..base()
         })
         .unwrap_err()
         .to_string();
-        assert!(e.contains("connection-string"), "{e}");
+        assert!(e.contains("--kafka-oauth-scope"), "{e}");
+        let e = validate(HotSettings {
+            auth: Some("connection-string".into()),
+            ..base()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--eventhubs-connection-string"), "{e}");
     }
 
     #[test]

@@ -54,7 +54,12 @@ pub async fn show(args: &HotArgs) -> Result<()> {
     let brokers = resolved.brokers.clone().unwrap_or_default();
     let auth = settings::kafka_auth(&resolved, &brokers)?;
     let (cfg, lake, _) = settings::validate(resolved.clone())?;
-    println!("kafka_auth = {:?}", format!("{auth:?}").to_lowercase());
+    let auth_name = match auth {
+        settings::KafkaAuth::ConnectionString => "connection-string",
+        settings::KafkaAuth::Entra => "entra",
+        settings::KafkaAuth::None => "none",
+    };
+    println!("kafka_auth = {auth_name:?}");
     if auth == settings::KafkaAuth::Entra {
         println!(
             "kafka_token_scope = {:?}",

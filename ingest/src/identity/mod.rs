@@ -340,6 +340,22 @@ pub fn lake_auth(p: &Prepared) -> Result<LakeAuth> {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn lake_credentials_follow_a_rotated_key() {
+        // Two valid base64 keys.
+        let (k1, k2) = ("Zmlyc3Qta2V5", "c2Vjb25kLWtleQ==");
+        let access = |k: &str| AzureCredential::AccessKey(AzureAccessKey::try_new(k).unwrap());
+        let (tx, rx) = tokio::sync::watch::channel(Secret::new(k1));
+        let cred = LakeCredential::Key(rx);
+        assert_eq!(*cred.get_credential().await.unwrap(), access(k1));
+        tx.send_replace(Secret::new(k2));
+        assert_eq!(
+            *cred.get_credential().await.unwrap(),
+            access(k2),
+            "the provider reads the current value on every request"
+        );
+    }
+
     #[test]
     fn sas_tokens_split_like_object_store_does() {
         assert_eq!(

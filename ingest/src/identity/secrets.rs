@@ -487,6 +487,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("s");
         std::fs::write(&f, "v4lue\n").unwrap();
+        super::super::http::install_crypto_provider();
         let store = SecretStore::new(reqwest::Client::new(), None);
         let v = store
             .fetch("--x", &SecretRef::File(f.clone()))
