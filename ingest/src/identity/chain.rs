@@ -257,7 +257,6 @@ fn build(
             ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
                 user_assigned_id: opts.client_id.clone().map(UserAssignedId::ClientId),
                 client_options: co,
-                ..Default::default()
             }))
             .map_err(err)?
         }
@@ -298,7 +297,6 @@ fn build(
                         .client_certificate_password
                         .as_ref()
                         .map(|p| azure_core::credentials::Secret::new(p.expose().to_string())),
-                    ..Default::default()
                 }),
             )
             .map_err(err)?
