@@ -95,6 +95,8 @@ pub struct HotConfig {
     /// Commit Kafka offsets after each lake commit, for lag tools. Off for replays, so a
     /// replay never moves the live consumer group.
     pub commit_kafka_offsets: bool,
+    /// OAUTHBEARER tokens for `sasl.mechanism=OAUTHBEARER` (Entra ID); `None` otherwise.
+    pub oauth: Option<std::sync::Arc<dyn crate::source::OAuthTokenProvider>>,
 }
 
 impl HotConfig {
@@ -120,6 +122,7 @@ impl HotConfig {
             connect_timeout: Duration::from_secs(30),
             writer_id: format!("pid-{}", std::process::id()),
             commit_kafka_offsets: true,
+            oauth: None,
         }
     }
 }
@@ -166,6 +169,7 @@ impl std::fmt::Debug for HotConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("writer_id", &self.writer_id)
             .field("commit_kafka_offsets", &self.commit_kafka_offsets)
+            .field("oauth", &self.oauth.is_some())
             .finish()
     }
 }

@@ -42,6 +42,25 @@ pub enum Created {
     AlreadyExists,
 }
 
+/// Credentials and trust for an Azure lake beyond what the URL and options carry: the
+/// binary's identity (bearer tokens) or a rotating key/SAS, and extra root certificates.
+#[derive(Clone, Default)]
+pub struct LakeAuth {
+    /// Used instead of object_store's own credential lookup.
+    pub credentials: Option<object_store::azure::AzureCredentialProvider>,
+    /// PEM roots trusted besides the system's (a private CA or TLS inspection).
+    pub root_certificates_pem: Option<Arc<Vec<u8>>>,
+}
+
+impl std::fmt::Debug for LakeAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LakeAuth")
+            .field("credentials", &self.credentials.is_some())
+            .field("root_certificates", &self.root_certificates_pem.is_some())
+            .finish()
+    }
+}
+
 /// A lake root in an object store.
 #[derive(Debug, Clone)]
 pub struct Lake {
@@ -60,6 +79,16 @@ impl Lake {
         url: &str,
         options: &[(String, String)],
         output_prefix: Option<&str>,
+    ) -> Result<Lake, HotError> {
+        Lake::open_with(url, options, output_prefix, &LakeAuth::default())
+    }
+
+    /// [`Lake::open`] with credentials and roots the binary supplies (Azure only).
+    pub fn open_with(
+        url: &str,
+        options: &[(String, String)],
+        output_prefix: Option<&str>,
+        auth: &LakeAuth,
     ) -> Result<Lake, HotError> {
         // A SAS URL carries its token in the query: keep it out of every message.
         let query = Url::parse(url)
@@ -94,7 +123,21 @@ impl Lake {
                 (Arc::new(fs), Path::default())
             }
             "az" | "azure" | "abfs" | "abfss" | "adl" => {
-                let mut b = MicrosoftAzureBuilder::from_env().with_url(url);
+                let mut b = MicrosoftAzureBuilder::from_env();
+                if let Some(pem) = &auth.root_certificates_pem {
+                    // Set before the options, which may add client settings of their own.
+                    let mut co = object_store::ClientOptions::new();
+                    for c in object_store::Certificate::from_pem_bundle(pem)
+                        .map_err(|e| err(format!("--ca-file: {e}")))?
+                    {
+                        co = co.with_root_certificate(c);
+                    }
+                    b = b.with_client_options(co);
+                }
+                b = b.with_url(url);
+                if let Some(c) = &auth.credentials {
+                    b = b.with_credentials(c.clone());
+                }
                 for (k, v) in options {
                     let key: AzureConfigKey = k
                         .parse()

@@ -21,5 +21,5 @@ pub(crate) mod spans;
 
 pub use config::{Assignment, BatchLimits, HotConfig, RunMode, StartPosition};
 pub use error::HotError;
-pub use lake::Lake;
+pub use lake::{Lake, LakeAuth};
 pub use pipeline::{RunSummary, run, run_with_progress};

@@ -83,7 +83,10 @@ pub async fn run_with_progress(
     let started = Instant::now();
     crate::metrics::describe();
     let queue_kbytes = config.memory_budget_bytes / 16 / 1024;
-    let consumer = source::create_consumer(&config.kafka, queue_kbytes)?;
+    let consumer = source::create_consumer(&config.kafka, queue_kbytes, config.oauth.clone())?;
+    if config.oauth.is_some() {
+        source::serve_first_oauth_token(&consumer).await;
+    }
     let stop = CancellationToken::new();
     {
         let (stop, shutdown, max_runtime) = (stop.clone(), shutdown.clone(), config.max_runtime);

@@ -21,9 +21,40 @@ pub enum RebalanceEvent {
     Revoked(Vec<i32>),
 }
 
-/// librdkafka callbacks: logs to tracing, and rebalances to the pipeline.
+/// An OAUTHBEARER token for the Kafka connection (Event Hubs with Entra ID).
+#[derive(Clone)]
+pub struct OAuthBearerToken {
+    /// The access token (a JWT).
+    pub token: String,
+    /// When it expires, in milliseconds since the Unix epoch.
+    pub expires_ms: i64,
+    /// The principal name librdkafka reports (informational).
+    pub principal: String,
+}
+
+impl std::fmt::Debug for OAuthBearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthBearerToken")
+            .field("token", &"[REDACTED]")
+            .field("expires_ms", &self.expires_ms)
+            .field("principal", &self.principal)
+            .finish()
+    }
+}
+
+/// Supplies OAUTHBEARER tokens. librdkafka asks from its poll path when a token is due
+/// (at start, then at 80% of its lifetime), so this must answer fast: the binary keeps a
+/// refreshed token ready and hands it over here without network calls.
+pub trait OAuthTokenProvider: Send + Sync + std::fmt::Debug {
+    /// The current token, or why there is none (never containing a token).
+    fn token(&self) -> Result<OAuthBearerToken, String>;
+}
+
+/// librdkafka callbacks: logs to tracing, OAuth tokens from the binary's provider, and
+/// rebalances to the pipeline.
 #[derive(Debug, Default)]
 pub struct SourceContext {
+    oauth: Option<std::sync::Arc<dyn OAuthTokenProvider>>,
     events: Mutex<Vec<RebalanceEvent>>,
     /// Cancelled synchronously when a partition is revoked, before librdkafka hands it on,
     /// so the instance that lost it cannot commit it.
@@ -46,6 +77,24 @@ impl SourceContext {
 }
 
 impl ClientContext for SourceContext {
+    // Without sasl.mechanism=OAUTHBEARER librdkafka never asks, so this can stay on.
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(
+        &self,
+        _oauthbearer_config: Option<&str>,
+    ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+        let provider = self.oauth.as_ref().ok_or(
+            "sasl.mechanism is OAUTHBEARER but kvlake has no token provider (use --auth entra)",
+        )?;
+        let t = provider.token()?;
+        Ok(rdkafka::client::OAuthToken {
+            token: t.token,
+            principal_name: t.principal,
+            lifetime_ms: t.expires_ms,
+        })
+    }
+
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
         match level {
             RDKafkaLogLevel::Emerg
@@ -134,6 +183,7 @@ pub type KafkaConsumer = StreamConsumer<SourceContext>;
 pub fn create_consumer(
     props: &BTreeMap<String, String>,
     queue_kbytes: u64,
+    oauth: Option<Arc<dyn OAuthTokenProvider>>,
 ) -> Result<Arc<KafkaConsumer>, HotError> {
     let mut cfg = ClientConfig::new();
     cfg.set("auto.offset.reset", "earliest")
@@ -152,14 +202,24 @@ pub fn create_consumer(
     cfg.set("auto.offset.reset", "earliest");
     cfg.set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false");
-    cfg.create_with_context(SourceContext::default())
-        .map(Arc::new)
-        .map_err(|e| {
-            HotError::kafka(
-                "cannot create the Kafka consumer (check --kafka-option values)",
-                e,
-            )
-        })
+    cfg.create_with_context(SourceContext {
+        oauth,
+        ..SourceContext::default()
+    })
+    .map(Arc::new)
+    .map_err(|e| {
+        HotError::kafka(
+            "cannot create the Kafka consumer (check --kafka-option values)",
+            e,
+        )
+    })
+}
+
+/// librdkafka asks for the first OAUTHBEARER token through the consumer's queue, which
+/// only a poll serves; metadata requests wait for that token. One short poll, before
+/// anything else, hands it over (no partition is assigned yet, so no message is taken).
+pub async fn serve_first_oauth_token(consumer: &KafkaConsumer) {
+    let _ = tokio::time::timeout(Duration::from_millis(300), consumer.recv()).await;
 }
 
 async fn blocking<T: Send + 'static>(

@@ -57,6 +57,11 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Run the whole pipeline on an embedded broker and a local lake; no cloud account needed.
     Demo(DemoArgs),
+    /// Print the effective settings of `hot`, secrets redacted and references named.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Check every endpoint the settings use: DNS, TCP, TLS, token, and the least real operation.
+    Check(Box<CheckArgs>),
     /// Start librdkafka's mock Kafka cluster and print its address (for tests and benchmarks).
     #[command(hide = true)]
     MockBroker(MockBrokerArgs),
@@ -116,7 +121,7 @@ pub struct HotArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub security_protocol: Option<String>,
-    /// Event Hubs connection string (a secret: prefer the environment variable) [env: KVLAKE_EVENTHUBS_CONNECTION_STRING]
+    /// Event Hubs connection string: a value, env:NAME, file:PATH or a Key Vault secret URL (https://<vault>.vault.azure.net/secrets/<name>) [env: KVLAKE_EVENTHUBS_CONNECTION_STRING]
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eventhubs_connection_string: Option<Secret>,
@@ -188,6 +193,78 @@ pub struct HotArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub storage_retry_timeout: Option<String>,
+    /// How to authenticate to Event Hubs: connection-string (SASL PLAIN) or entra (OAUTHBEARER with the service identity). Default: connection-string when one is given, entra for a *.servicebus.windows.net broker [env: KVLAKE_AUTH]
+    #[arg(long, value_parser = ["connection-string", "entra"])]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<String>,
+    /// Pin the identity: auto (workload identity, then managed identity, then Azure CLI), workload-identity, managed-identity, azure-cli, client-secret, client-certificate [env: KVLAKE_CREDENTIAL]
+    #[arg(long, value_parser = ["auto", "workload-identity", "managed-identity", "azure-cli", "client-secret", "client-certificate"])]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+    /// Entra tenant of the service principal (default: AZURE_TENANT_ID) [env: KVLAKE_TENANT_ID]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    /// Client id of a user-assigned managed identity or of the service principal (default: AZURE_CLIENT_ID) [env: KVLAKE_CLIENT_ID]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Service principal secret: a value, env:NAME or file:PATH [env: KVLAKE_CLIENT_SECRET]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<Secret>,
+    /// Service principal certificate: a PFX (PKCS#12) file with an RSA key [env: KVLAKE_CLIENT_CERTIFICATE]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<String>,
+    /// Password of the PFX file: a value, env:NAME or file:PATH [env: KVLAKE_CLIENT_CERTIFICATE_PASSWORD]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_certificate_password: Option<Secret>,
+    /// Token scope for --auth entra when the brokers are not Event Hubs (default: https://<namespace>.servicebus.windows.net/.default) [env: KVLAKE_KAFKA_OAUTH_SCOPE]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka_oauth_scope: Option<String>,
+    /// How to authenticate to the lake: entra (service identity), key, sas, options (object_store's own from --storage-option). Default: key/sas when given, options when --storage-option carries credentials, else entra [env: KVLAKE_STORAGE_AUTH]
+    #[arg(long, value_parser = ["entra", "key", "sas", "options"])]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_auth: Option<String>,
+    /// Storage account key: a value, env:NAME, file:PATH or a Key Vault secret URL [env: KVLAKE_STORAGE_ACCOUNT_KEY]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_account_key: Option<Secret>,
+    /// Storage SAS token (sv=...&sig=...): a value, env:NAME, file:PATH or a Key Vault secret URL [env: KVLAKE_STORAGE_SAS]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_sas: Option<Secret>,
+    /// How often secret references (env:, file:, Key Vault) are re-read, e.g. 1h [env: KVLAKE_SECRET_REFRESH]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_refresh: Option<String>,
+    /// PEM file of extra trusted root certificates for HTTPS to identity endpoints, Key Vault and storage (private CA, TLS inspection) [env: KVLAKE_CA_FILE]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+}
+
+/// `kvlake config ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective settings (defaults < TOML < KVLAKE_* < flags), secrets as [REDACTED].
+    Show(Box<HotArgs>),
+}
+
+/// Flags of `kvlake check`: the settings of `hot`, and the output format.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// One JSON document instead of a table
+    #[arg(long)]
+    pub json: bool,
+    /// Per-step time limit, e.g. 10s
+    #[arg(long, default_value = "10s")]
+    pub timeout: String,
+    #[command(flatten)]
+    pub hot: HotArgs,
 }
 
 /// Flags of `kvlake convert`.

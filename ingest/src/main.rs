@@ -4,6 +4,7 @@
 mod cli;
 mod commands;
 mod eventhubs;
+mod identity;
 mod logging;
 mod otel;
 mod progress;
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
         &cli.log,
         otel.as_ref().map(otel::Otel::tracer),
     );
+    identity::http::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -61,6 +63,8 @@ fn main() -> ExitCode {
             Command::Cold(args) => commands::cold::run(args).await,
             Command::Generate(args) => commands::generate::run(args),
             Command::Demo(args) => commands::demo::run(args).await,
+            Command::Config(cli::ConfigCommand::Show(args)) => commands::config::show(args).await,
+            Command::Check(args) => commands::check::run(args).await,
             Command::MockBroker(args) => {
                 tokio::task::block_in_place(|| commands::mock_broker::run(args))
             }

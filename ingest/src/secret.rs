@@ -11,7 +11,6 @@ pub struct Secret(String);
 
 impl Secret {
     /// Wraps a value.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub fn new(value: impl Into<String>) -> Self {
         Secret(value.into())
     }
@@ -44,6 +43,18 @@ impl<'de> Deserialize<'de> for Secret {
 impl Serialize for Secret {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.0)
+    }
+}
+
+/// For output (`kvlake config show`): a reference (`env:NAME`, `file:PATH`, a Key Vault
+/// URL) as written, since it names a place and not a value; a value as `[REDACTED]`.
+pub fn serialize_described<S: Serializer>(v: &Option<Secret>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        None => s.serialize_none(),
+        Some(v) => s.serialize_str(
+            &crate::identity::SecretRef::parse("", v)
+                .map_or_else(|_| "[REDACTED]".to_string(), |r| r.describe()),
+        ),
     }
 }
 

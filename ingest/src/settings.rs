@@ -15,8 +15,9 @@ use crate::cli::HotArgs;
 use crate::eventhubs;
 use crate::secret::Secret;
 
-/// Every setting, as the layers left it; not yet validated.
-#[derive(Debug, Default, Deserialize)]
+/// Every setting, as the layers left it; not yet validated. Serializes for
+/// `kvlake config show` only: secrets print as `[REDACTED]` or as their reference.
+#[derive(Debug, Default, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HotSettings {
     pub brokers: Option<String>,
@@ -28,6 +29,7 @@ pub struct HotSettings {
     #[serde(default)]
     pub kafka_options: BTreeMap<String, String>,
     pub security_protocol: Option<String>,
+    #[serde(serialize_with = "crate::secret::serialize_described")]
     pub eventhubs_connection_string: Option<Secret>,
     #[serde(default)]
     pub until_caught_up: bool,
@@ -48,6 +50,23 @@ pub struct HotSettings {
     pub connect_timeout: Option<String>,
     pub storage_retry_timeout: Option<String>,
     pub metrics_addr: Option<String>,
+    pub auth: Option<String>,
+    pub credential: Option<String>,
+    pub tenant_id: Option<String>,
+    pub client_id: Option<String>,
+    #[serde(serialize_with = "crate::secret::serialize_described")]
+    pub client_secret: Option<Secret>,
+    pub client_certificate: Option<String>,
+    #[serde(serialize_with = "crate::secret::serialize_described")]
+    pub client_certificate_password: Option<Secret>,
+    pub kafka_oauth_scope: Option<String>,
+    pub storage_auth: Option<String>,
+    #[serde(serialize_with = "crate::secret::serialize_described")]
+    pub storage_account_key: Option<Secret>,
+    #[serde(serialize_with = "crate::secret::serialize_described")]
+    pub storage_sas: Option<Secret>,
+    pub secret_refresh: Option<String>,
+    pub ca_file: Option<String>,
 }
 
 /// Names that `KVLAKE_<NAME>` environment variables may set.
@@ -74,6 +93,19 @@ const ENV_KEYS: &[&str] = &[
     "connect_timeout",
     "storage_retry_timeout",
     "metrics_addr",
+    "auth",
+    "credential",
+    "tenant_id",
+    "client_id",
+    "client_secret",
+    "client_certificate",
+    "client_certificate_password",
+    "kafka_oauth_scope",
+    "storage_auth",
+    "storage_account_key",
+    "storage_sas",
+    "secret_refresh",
+    "ca_file",
 ];
 
 /// Merges the layers.
@@ -230,7 +262,30 @@ pub fn validate(s: HotSettings) -> Result<(HotConfig, LakeSpec, MetricsAddr)> {
 
     let mut cfg = HotConfig::new(&brokers, &topic, &group);
     let protocol = s.security_protocol.as_deref().map(str::to_ascii_lowercase);
+    let kafka_auth = kafka_auth(&s, &brokers)?;
+    if kafka_auth == KafkaAuth::Entra {
+        if cs.is_some() {
+            bail!(
+                "--auth entra and --eventhubs-connection-string exclude each other: leave out the connection string (or use --auth connection-string)"
+            );
+        }
+        let p = protocol.as_deref().unwrap_or("sasl_ssl");
+        if !matches!(p, "sasl_ssl" | "sasl_plaintext") {
+            bail!(
+                "--auth entra sends Entra ID tokens over SASL OAUTHBEARER: --security-protocol must be sasl_ssl (or leave it out)"
+            );
+        }
+        kafka_token_scope(&s, &brokers)?;
+        cfg.kafka.insert("security.protocol".into(), p.to_string());
+        cfg.kafka
+            .insert("sasl.mechanism".into(), "OAUTHBEARER".into());
+    } else if kafka_auth == KafkaAuth::ConnectionString && cs.is_none() {
+        bail!(
+            "--auth connection-string needs --eventhubs-connection-string (or KVLAKE_EVENTHUBS_CONNECTION_STRING)"
+        );
+    }
     match (&cs, protocol.as_deref()) {
+        _ if kafka_auth == KafkaAuth::Entra => {}
         (Some(cs), None | Some("sasl_ssl")) => {
             cfg.kafka.extend(eventhubs::connection_string_settings(cs))
         }
@@ -369,6 +424,155 @@ pub fn validate(s: HotSettings) -> Result<(HotConfig, LakeSpec, MetricsAddr)> {
 
 use eventhubs::ConnectionString as ConnectionStringWithHub;
 
+/// How the Kafka client authenticates (`--auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KafkaAuth {
+    /// SASL PLAIN with an Event Hubs connection string.
+    ConnectionString,
+    /// SASL OAUTHBEARER with Entra ID tokens from the service identity.
+    Entra,
+    /// Whatever --security-protocol and --kafka-option say (local brokers).
+    None,
+}
+
+/// `--auth`, or its default: the connection string when one is given, Entra ID for an
+/// Event Hubs namespace without one, nothing for other brokers.
+pub fn kafka_auth(s: &HotSettings, brokers: &str) -> Result<KafkaAuth> {
+    match s.auth.as_deref().map(|a| a.trim().to_ascii_lowercase()) {
+        Some(a) if a == "connection-string" => Ok(KafkaAuth::ConnectionString),
+        Some(a) if a == "entra" => Ok(KafkaAuth::Entra),
+        Some(a) => bail!("--auth `{a}` is not one of connection-string, entra"),
+        None if s.eventhubs_connection_string.is_some() => Ok(KafkaAuth::ConnectionString),
+        None if eventhubs::is_event_hubs(brokers) => Ok(KafkaAuth::Entra),
+        None => Ok(KafkaAuth::None),
+    }
+}
+
+/// The token scope for OAUTHBEARER: `https://<namespace>.servicebus.windows.net/.default`,
+/// or `--kafka-oauth-scope` for brokers that are not Event Hubs.
+pub fn kafka_token_scope(s: &HotSettings, brokers: &str) -> Result<String> {
+    if let Some(scope) = s
+        .kafka_oauth_scope
+        .as_deref()
+        .filter(|x| !x.trim().is_empty())
+    {
+        return Ok(scope.trim().to_string());
+    }
+    let host = brokers
+        .split(',')
+        .map(|b| b.trim().rsplit_once(':').map_or(b.trim(), |(h, _)| h))
+        .find(|h| eventhubs::is_event_hubs(h))
+        .ok_or_else(|| {
+            anyhow!(
+                "--auth entra: {brokers} is not an Event Hubs namespace, so the token scope is unknown; give --kafka-oauth-scope"
+            )
+        })?;
+    Ok(format!("https://{host}/.default"))
+}
+
+/// How the lake authenticates (`--storage-auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageAuth {
+    /// Bearer tokens from the service identity (ADLS Gen2 / Blob with Entra ID).
+    Entra,
+    /// `--storage-account-key` (a secret reference, re-read on rotation).
+    Key,
+    /// `--storage-sas` (a secret reference, re-read on rotation).
+    Sas,
+    /// Whatever `--storage-option` / `AZURE_STORAGE_*` give object_store (and local folders).
+    Options,
+}
+
+fn is_azure_url(url: &str) -> bool {
+    let scheme = url.split("://").next().unwrap_or("");
+    matches!(scheme, "az" | "azure" | "abfs" | "abfss" | "adl")
+        || (scheme == "https" && (url.contains(".blob.core.") || url.contains(".dfs.core.")))
+}
+
+/// Storage option keys that carry credentials of object_store's own.
+pub fn is_storage_credential_option(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    [
+        "key",
+        "sas",
+        "secret",
+        "token",
+        "use_azure_cli",
+        "use_emulator",
+        "msi",
+        "federated",
+    ]
+    .iter()
+    .any(|w| k.contains(w))
+}
+
+/// `--storage-auth`, or its default: the key or SAS when given, credentials in the
+/// storage options when there are any, else the service identity for an Azure lake.
+pub fn storage_auth(s: &HotSettings) -> Result<StorageAuth> {
+    let auth = match s
+        .storage_auth
+        .as_deref()
+        .map(|a| a.trim().to_ascii_lowercase())
+    {
+        Some(a) if a == "entra" => StorageAuth::Entra,
+        Some(a) if a == "key" => StorageAuth::Key,
+        Some(a) if a == "sas" => StorageAuth::Sas,
+        Some(a) if a == "options" => StorageAuth::Options,
+        Some(a) => bail!("--storage-auth `{a}` is not one of entra, key, sas, options"),
+        None if s.storage_account_key.is_some() => StorageAuth::Key,
+        None if s.storage_sas.is_some() => StorageAuth::Sas,
+        None => {
+            let url = s.lake.as_deref().unwrap_or("");
+            let own = s
+                .storage_options
+                .keys()
+                .any(|k| is_storage_credential_option(k))
+                || [
+                    "AZURE_STORAGE_ACCOUNT_KEY",
+                    "AZURE_STORAGE_SAS_KEY",
+                    "AZURE_STORAGE_ACCESS_KEY",
+                    "AZURE_STORAGE_USE_EMULATOR",
+                ]
+                .iter()
+                .any(|v| std::env::var_os(v).is_some());
+            if is_azure_url(url) && !own {
+                StorageAuth::Entra
+            } else {
+                StorageAuth::Options
+            }
+        }
+    };
+    match auth {
+        StorageAuth::Key if s.storage_account_key.is_none() => {
+            bail!("--storage-auth key needs --storage-account-key (or KVLAKE_STORAGE_ACCOUNT_KEY)")
+        }
+        StorageAuth::Sas if s.storage_sas.is_none() => {
+            bail!("--storage-auth sas needs --storage-sas (or KVLAKE_STORAGE_SAS)")
+        }
+        StorageAuth::Entra | StorageAuth::Key | StorageAuth::Sas
+            if !is_azure_url(s.lake.as_deref().unwrap_or("")) =>
+        {
+            bail!(
+                "--storage-auth entra/key/sas applies to an Azure lake (abfss://, az://); this lake is not one"
+            )
+        }
+        a => Ok(a),
+    }
+}
+
+/// How often secret references are re-read (`--secret-refresh`, default 1h).
+pub fn secret_refresh(s: &HotSettings) -> Result<Duration> {
+    let d = duration(
+        "secret-refresh",
+        &s.secret_refresh,
+        Duration::from_secs(3600),
+    )?;
+    if d < Duration::from_secs(1) {
+        bail!("--secret-refresh must be at least 1s");
+    }
+    Ok(d)
+}
+
 fn hostname() -> String {
     std::env::var("HOSTNAME")
         .ok()
@@ -421,13 +625,36 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("--output-prefix"), "{e}");
-        let e = validate(HotSettings {
+        // An Event Hubs namespace without a connection string uses Entra ID.
+        let (cfg, _, _) = validate(HotSettings {
             brokers: Some("ns.servicebus.windows.net:9093".into()),
+            ..base()
+        })
+        .unwrap();
+        assert_eq!(cfg.kafka["sasl.mechanism"], "OAUTHBEARER");
+        assert_eq!(cfg.kafka["security.protocol"], "sasl_ssl");
+        let s = HotSettings {
+            brokers: Some("ns.servicebus.windows.net:9093".into()),
+            ..base()
+        };
+        assert_eq!(
+            kafka_token_scope(&s, "ns.servicebus.windows.net:9093").unwrap(),
+            "https://ns.servicebus.windows.net/.default"
+        );
+        let e = validate(HotSettings {
+            auth: Some("entra".into()),
             ..base()
         })
         .unwrap_err()
         .to_string();
-        assert!(e.contains("connection-string"), "{e}");
+        assert!(e.contains("--kafka-oauth-scope"), "{e}");
+        let e = validate(HotSettings {
+            auth: Some("connection-string".into()),
+            ..base()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--eventhubs-connection-string"), "{e}");
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! own process, Azurite, the `kvlake` binary — and an exactly-once checker that looks at
 //! every record by its source coordinates.
 
+pub mod standin;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -8,21 +8,55 @@ use kvlake_hotpath::{Lake, RunMode};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::HotArgs;
+use crate::identity;
 use crate::progress::Progress;
 use crate::settings;
 
 pub async fn run(args: &HotArgs, shutdown: CancellationToken) -> Result<()> {
-    let (cfg, spec, metrics_addr) = settings::validate(settings::load(args)?)?;
+    let prepared = identity::prepare(settings::load(args)?).await?;
+    let refresh = settings::secret_refresh(&prepared.settings)?;
+    let lake_auth = identity::lake_auth(&prepared)?;
+    let (mut cfg, spec, metrics_addr) = settings::validate(prepared.settings.clone())?;
     let endpoints = CancellationToken::new();
+    if cfg.kafka.get("sasl.mechanism").map(String::as_str) == Some("OAUTHBEARER") {
+        let scope =
+            settings::kafka_token_scope(&prepared.settings, &cfg.kafka["bootstrap.servers"])?;
+        let identity = prepared
+            .identity
+            .clone()
+            .context("--auth entra needs the service identity")?;
+        let tokens = identity::KafkaTokens::start(identity, scope, endpoints.clone()).await?;
+        cfg.oauth = Some(tokens);
+    }
+    prepared.secrets.spawn_refresh(refresh, endpoints.clone());
+    if let Some(mut cs) = prepared.connection_string.clone() {
+        // librdkafka cannot swap a SASL password in place: stop at the next batch
+        // boundary, so the service manager's restart connects with the new value.
+        let (shutdown, stop) = (shutdown.clone(), endpoints.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                r = cs.changed() => if r.is_ok() {
+                    tracing::warn!("the Event Hubs connection string changed at its source: stopping at the next batch boundary so that the restart uses it");
+                    shutdown.cancel();
+                }
+            }
+        });
+    }
     if let Some(addr) = metrics_addr {
         crate::telemetry::serve(addr, endpoints.clone()).await?;
     }
-    let lake = Lake::open(&spec.url, &spec.options, spec.output_prefix.as_deref())
-        .context("cannot open the lake (--lake, --storage-option)")?
-        .with_retry(StorageRetry {
-            total: spec.retry_timeout,
-            ..StorageRetry::default()
-        });
+    let lake = Lake::open_with(
+        &spec.url,
+        &spec.options,
+        spec.output_prefix.as_deref(),
+        &lake_auth,
+    )
+    .context("cannot open the lake (--lake, --storage-option)")?
+    .with_retry(StorageRetry {
+        total: spec.retry_timeout,
+        ..StorageRetry::default()
+    });
     tracing::info!(lake = lake.display(), topic = %cfg.topic, mode = ?cfg.mode, assignment = ?cfg.assignment, writer = %cfg.writer_id, "kvlake hot starting");
     // A run with an end (scheduled job, replay) shows how far it has got, on a terminal.
     let has_end = cfg.mode == RunMode::UntilCaughtUp

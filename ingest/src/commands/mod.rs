@@ -1,6 +1,8 @@
 //! One module per subcommand; each turns parsed flags into a run and a report.
 
+pub mod check;
 pub mod cold;
+pub mod config;
 pub mod convert;
 pub mod demo;
 pub mod generate;
