@@ -28,6 +28,7 @@ const LAKE_URL: &str = "kvlake://lake/";
 /// A DataFusion session whose `kvlake://lake/` is the lake root.
 pub struct Engine {
     ctx: SessionContext,
+    partitions: usize,
 }
 
 impl std::fmt::Debug for Engine {
@@ -58,11 +59,15 @@ impl Engine {
             Arc::new(PrefixStore::new(store, root))
         };
         ctx.register_object_store(&url, lake);
-        Ok(Engine { ctx })
+        Ok(Engine {
+            ctx,
+            partitions: threads.max(1),
+        })
     }
 
     /// Registers `raw` as exactly these committed files (paths relative to the lake root)
-    /// and `events` as the derived view over it.
+    /// and `events` as the derived rows, held in memory: every daily definition reads
+    /// `events` several times, and one scan of the files beats five.
     pub async fn register_raw(&self, files: &[String]) -> Result<(), ColdError> {
         let schema = kvlake_schemas::raw::raw_file_schema();
         let table: Arc<dyn datafusion::datasource::TableProvider> = if files.is_empty() {
@@ -86,11 +91,26 @@ impl Engine {
             .sql(EVENTS_SQL)
             .await
             .map_err(|e| ColdError::query("events", e))?;
-        self.replace("events", events.into_view())
+        self.hold_in_memory("events", events).await
     }
 
-    /// Registers a table's files in the lake (all days) under its own name.
-    pub fn register_history(&self, table: &Table) -> Result<(), ColdError> {
+    /// Runs `df` once and registers its result under `name`, in a few large batches.
+    async fn hold_in_memory(
+        &self,
+        name: &str,
+        df: datafusion::dataframe::DataFrame,
+    ) -> Result<(), ColdError> {
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await.map_err(|e| ColdError::query(name, e))?;
+        let partitions =
+            rebatch(&schema, batches, self.partitions).map_err(|e| ColdError::output(name, e))?;
+        let table = MemTable::try_new(schema, partitions).map_err(|e| ColdError::query(name, e))?;
+        self.replace(name, Arc::new(table))
+    }
+
+    /// Registers a table's files in the lake (all days) under its own name, read once
+    /// into memory: the history definitions join them several times, and they are small.
+    pub async fn register_history(&self, table: &Table) -> Result<(), ColdError> {
         let url = ListingTableUrl::parse(format!("{LAKE_URL}{}/", agg_dir(table.name)))
             .map_err(|e| ColdError::query(table.name, e))?;
         let options = parquet_options()
@@ -100,7 +120,11 @@ impl Engine {
             .with_schema(table.file_schema());
         let provider =
             ListingTable::try_new(config).map_err(|e| ColdError::query(table.name, e))?;
-        self.replace(table.name, Arc::new(provider))
+        let df = self
+            .ctx
+            .read_table(Arc::new(provider))
+            .map_err(|e| ColdError::query(table.name, e))?;
+        self.hold_in_memory(table.name, df).await
     }
 
     /// Registers results held in memory under `name`.
@@ -152,6 +176,44 @@ impl Engine {
             .map(|b| conform(table, &schema, b))
             .collect()
     }
+}
+
+/// Rows per batch of the in-memory `events`.
+const BATCH_ROWS: usize = 64 * 1024;
+
+/// Regroups many small batches (one per raw file: hourly files of a quiet lake hold a few
+/// hundred rows) into large ones spread over `partitions`: a plan over hundreds of tiny
+/// partitions spends its time in overhead, not in the data.
+fn rebatch(
+    schema: &SchemaRef,
+    batches: Vec<RecordBatch>,
+    partitions: usize,
+) -> Result<Vec<Vec<RecordBatch>>, arrow::error::ArrowError> {
+    let mut out: Vec<Vec<RecordBatch>> = vec![Vec::new(); partitions.max(1)];
+    let mut pending: Vec<RecordBatch> = Vec::new();
+    let mut rows = 0;
+    let mut next = 0;
+    let mut flush = |pending: &mut Vec<RecordBatch>, out: &mut Vec<Vec<RecordBatch>>| {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let merged = arrow::compute::concat_batches(schema, pending.iter())?;
+        pending.clear();
+        let slot = next % out.len();
+        next += 1;
+        out[slot].push(merged);
+        Ok::<_, arrow::error::ArrowError>(())
+    };
+    for batch in batches {
+        rows += batch.num_rows();
+        pending.push(batch);
+        if rows >= BATCH_ROWS {
+            flush(&mut pending, &mut out)?;
+            rows = 0;
+        }
+    }
+    flush(&mut pending, &mut out)?;
+    Ok(out)
 }
 
 /// Picks the table's columns by name and casts each to its declared type, so that both

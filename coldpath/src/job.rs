@@ -70,6 +70,7 @@ pub struct ColdJob {
     root: Path,
     thresholds: Thresholds,
     threads: usize,
+    chunk_rows: u64,
     on_step: Box<dyn Fn(Step, usize, usize) + Send + Sync>,
 }
 
@@ -95,6 +96,7 @@ impl ColdJob {
             root,
             thresholds,
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            chunk_rows: DEFAULT_CHUNK_ROWS,
             on_step: Box::new(|_, _, _| {}),
         })
     }
@@ -102,6 +104,12 @@ impl ColdJob {
     /// Query parallelism (default: the machine's cores).
     pub fn with_threads(mut self, threads: usize) -> ColdJob {
         self.threads = threads.max(1);
+        self
+    }
+
+    /// Raw rows the daily stage holds in memory at once (whole days; default 2 million).
+    pub fn with_chunk_rows(mut self, rows: u64) -> ColdJob {
+        self.chunk_rows = rows.max(1);
         self
     }
 
@@ -114,8 +122,7 @@ impl ColdJob {
     /// Runs once: incremental, or with `rebuild` also recomputing that range.
     pub async fn run(&self, rebuild: Option<Rebuild>) -> Result<ColdReport, ColdError> {
         let started = Instant::now();
-        let steps = TABLES.len() + 2;
-        (self.on_step)(Step::Scan, 0, steps);
+        (self.on_step)(Step::Scan, 0, TABLES.len() + 2);
         let mut state = ColdState::load(&self.store, &self.root).await?;
         let scan = commits::scan(&self.store, &self.root, &state.logs).await?;
         let mut report = ColdReport {
@@ -136,68 +143,81 @@ impl ColdJob {
             daily.extend(from..=to);
         }
         if daily.is_empty() {
-            (self.on_step)(Step::Save, steps, steps);
             state.updated_at = now_rfc3339();
             state.save(&self.store, &self.root).await?;
             report.duration = started.elapsed();
+            metrics::histogram!("kvlake_cold_run_seconds").record(report.duration.as_secs_f64());
             return Ok(report);
         }
-        let newest = state
+        // Baselines and anomalies of every later day with data depend on the days redone.
+        let first = daily.first().copied().unwrap_or_default();
+        let analysed: Vec<i32> = state
             .known_days()
             .into_iter()
             .chain(daily.iter().copied())
-            .max();
-        let first = daily.first().copied().unwrap_or_default();
-        let analysed: Vec<i32> = (first..=newest.unwrap_or(first)).collect();
+            .filter(|d| *d >= first)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
 
         let engine = Engine::new(self.store.clone(), self.root.clone(), self.threads)?;
-        let files: Vec<String> = daily
-            .iter()
-            .flat_map(|d| state.files_of(*d).iter().map(|f| f.path.clone()))
-            .collect();
-        report.raw_files = files.len();
-        report.raw_rows = daily
-            .iter()
-            .flat_map(|d| state.files_of(*d))
-            .map(|f| f.rows)
-            .sum();
-        engine.register_raw(&files).await?;
-
         let mut values = self.thresholds.sql_values();
         values.insert("from", format_date(i64::from(first)));
         values.insert(
             "to",
             format_date(i64::from(*analysed.last().unwrap_or(&first))),
         );
-        let daily_days: Vec<i32> = daily.iter().copied().collect();
-        for (done, table) in TABLES.iter().enumerate() {
-            (self.on_step)(Step::Table(table.name), done + 1, steps);
-            let days = match table.stage {
-                Stage::Daily => &daily_days,
-                Stage::History => {
-                    // History tables read what the daily stage has just written.
-                    for t in TABLES.iter().filter(|t| t.stage == Stage::Daily) {
-                        engine.register_history(t)?;
-                    }
-                    &analysed
-                }
-            };
-            let sql = substitute(table.name, table.sql, &values)?;
-            let batches = engine.run(table, &sql).await?;
-            let rows = self.write_days(table, &batches, days).await?;
-            report.rows.insert(table.name, rows);
-            if table.stage == Stage::History {
-                // Later definitions read this run's result, not the files it replaced.
-                engine.register_batches(table.name, table.schema(), batches)?;
+        let daily_tables: Vec<&'static Table> =
+            TABLES.iter().filter(|t| t.stage == Stage::Daily).collect();
+        let chunks = chunk_days(&state, &daily, self.chunk_rows);
+        let history_tables = TABLES.iter().filter(|t| t.stage == Stage::History).count();
+        let steps = chunks.len() * daily_tables.len() + history_tables + 1;
+        let mut done = 0;
+        for chunk in &chunks {
+            let files: Vec<String> = chunk
+                .iter()
+                .flat_map(|d| state.files_of(*d).iter().map(|f| f.path.clone()))
+                .collect();
+            report.raw_files += files.len();
+            report.raw_rows += chunk
+                .iter()
+                .flat_map(|d| state.files_of(*d))
+                .map(|f| f.rows)
+                .sum::<u64>();
+            engine.register_raw(&files).await?;
+            for table in &daily_tables {
+                done += 1;
+                (self.on_step)(Step::Table(table.name), done, steps);
+                let sql = substitute(table.name, table.sql, &values)?;
+                let batches = engine.run(table, &sql).await?;
+                let rows = self.write_days(table, &batches, chunk).await?;
+                *report.rows.entry(table.name).or_default() += rows;
             }
         }
-        (self.on_step)(Step::Save, steps - 1, steps);
+        // History definitions read what the daily stage has just written.
+        for table in &daily_tables {
+            engine.register_history(table).await?;
+        }
+        for table in TABLES.iter().filter(|t| t.stage == Stage::History) {
+            done += 1;
+            (self.on_step)(Step::Table(table.name), done, steps);
+            let sql = substitute(table.name, table.sql, &values)?;
+            let batches = engine.run(table, &sql).await?;
+            let rows = self.write_days(table, &batches, &analysed).await?;
+            report.rows.insert(table.name, rows);
+            // Later definitions read this run's result, not the files it replaced.
+            engine.register_batches(table.name, table.schema(), batches)?;
+        }
+        (self.on_step)(Step::Save, done, steps);
         state.updated_at = now_rfc3339();
         state.save(&self.store, &self.root).await?;
         (self.on_step)(Step::Save, steps, steps);
-        report.days_computed = daily_days;
+        report.days_computed = daily.iter().copied().collect();
+        metrics::counter!("kvlake_cold_days_computed_total").increment(daily.len() as u64);
+        metrics::counter!("kvlake_cold_raw_rows_read_total").increment(report.raw_rows);
         report.days_analysed = analysed;
         report.duration = started.elapsed();
+        metrics::histogram!("kvlake_cold_run_seconds").record(report.duration.as_secs_f64());
         Ok(report)
     }
 
@@ -244,6 +264,30 @@ impl ColdJob {
         metrics::counter!("kvlake_cold_rows_written_total", "table" => table.name).increment(rows);
         Ok(rows)
     }
+}
+
+/// Raw rows per daily chunk by default: about 300 MB of `events` in memory.
+pub const DEFAULT_CHUNK_ROWS: u64 = 2_000_000;
+
+/// Consecutive days grouped so each group holds about `budget` raw rows (a day is never
+/// split: the daily definitions group by day, so a chunk's result is final for its days).
+fn chunk_days(state: &ColdState, days: &BTreeSet<i32>, budget: u64) -> Vec<Vec<i32>> {
+    let mut chunks: Vec<Vec<i32>> = Vec::new();
+    let mut rows = 0;
+    for &day in days {
+        let day_rows: u64 = state.files_of(day).iter().map(|f| f.rows).sum();
+        match chunks.last_mut() {
+            Some(chunk) if rows + day_rows <= budget => {
+                chunk.push(day);
+                rows += day_rows;
+            }
+            _ => {
+                chunks.push(vec![day]);
+                rows = day_rows;
+            }
+        }
+    }
+    chunks
 }
 
 /// The rows of `day`, without the `date` column.

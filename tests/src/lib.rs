@@ -2,6 +2,7 @@
 //! own process, Azurite, the `kvlake` binary — and an exactly-once checker that looks at
 //! every record by its source coordinates.
 
+pub mod agg;
 pub mod standin;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -2,6 +2,7 @@
 //! raw data committed in the lake, incremental from the last run.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, anyhow, bail};
 use figment::Figment;
@@ -11,6 +12,7 @@ use kvlake_hotpath::Lake;
 use kvlake_schemas::time::{format_date, parse_date};
 
 use crate::cli::ColdArgs;
+use crate::progress::Progress;
 
 /// Defaults from `coldpath/sql/defaults.toml`, then the file, then `KVLAKE_COLD_<KEY>`.
 pub fn thresholds(config: Option<&Path>) -> Result<Thresholds> {
@@ -74,21 +76,30 @@ pub async fn run(args: &ColdArgs) -> Result<()> {
     let lake = Lake::open(&args.lake, &args.storage_option, None)
         .context("cannot open the lake (--lake, --storage-option)")?;
     let (store, root) = lake.store();
-    let mut job = ColdJob::new(store.clone(), root.clone(), thresholds)?.on_step(
-        |step, done, all| match step {
-            Step::Table(name) => {
-                tracing::info!(table = name, step = done, of = all, "cold: computing")
+    let progress = Progress::new("cold", "steps");
+    let bar = progress.clone();
+    let sized = AtomicBool::new(false);
+    let mut job =
+        ColdJob::new(store.clone(), root.clone(), thresholds)?.on_step(move |step, done, all| {
+            match step {
+                Step::Table(name) => {
+                    if !sized.swap(true, Ordering::Relaxed) {
+                        bar.add_total(all as u64);
+                    }
+                    bar.set_message(name);
+                    bar.inc(1);
+                    tracing::info!(table = name, step = done, of = all, "cold: computing");
+                }
+                Step::Scan => tracing::info!("cold: reading the checkpoint log"),
+                Step::Save => bar.inc(1),
             }
-            Step::Scan => tracing::info!("cold: reading the checkpoint log"),
-            Step::Save => {}
-        },
-    );
+        });
     if let Some(n) = args.threads {
         job = job.with_threads(n);
     }
     tracing::info!(lake = lake.display(), "kvlake cold starting");
     let report = job.run(rebuild).await.context("cold path stopped")?;
-    metrics::histogram!("kvlake_cold_run_seconds").record(report.duration.as_secs_f64());
+    progress.finish("done");
     if report.days_computed.is_empty() {
         println!(
             "cold: nothing new in {} ({} commits read); the tables are up to date",

@@ -1,6 +1,6 @@
 //! `kvlake demo`: the whole pipeline on one machine with no cloud account — an embedded
 //! Kafka-protocol broker, synthetic Key Vault traffic, the hot path until caught up into
-//! a local lake, and a report of what landed there.
+//! a local lake, a report of what landed there, then the cold path and what it found.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -73,9 +73,7 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     );
 
     report(&dir)?;
-    println!(
-        "6. cold path (aggregates, baselines, anomalies): not built yet; it lands with the cold-path issue."
-    );
+    cold(&lake, &dir).await?;
     println!(
         "\nThe lake is in {}: read it with DuckDB, Polars, Spark or DataFusion, e.g.",
         dir.display()
@@ -116,23 +114,36 @@ fn produce(bootstrap: &str, args: &DemoArgs) -> Result<(u64, usize, u64, HashMap
         .set("queue.buffering.max.messages", "1000000")
         .create()
         .context("cannot create the demo producer")?;
+    // About nine days of event time (30k records at 0.04/s), so the cold path has the
+    // week of history its baselines need before the attacks of day nine.
     let day = 86_400_000_000i64;
+    let hour = day / 24;
     let mut g = Generator::new(GeneratorConfig {
         seed: args.seed,
         bad_message_rate: 0.005,
-        events_per_second: 0.5,
+        events_per_second: 0.04,
         attacks: vec![
+            Attack::SensitiveOperation {
+                at_micros: 2 * day + 10 * hour,
+                operation: "SecretPurge".into(),
+            },
             Attack::MassSecretRetrieval {
-                at_micros: day / 2,
-                count: 60,
+                at_micros: 8 * day + hour,
+                count: 200,
+            },
+            Attack::ListThenRead {
+                at_micros: 8 * day + 3 * hour,
+                gets: 30,
             },
             Attack::DeniedBurst {
-                at_micros: day / 3,
+                at_micros: 8 * day + 5 * hour,
                 count: 30,
             },
-            Attack::SensitiveOperation {
-                at_micros: day / 4,
-                operation: "SecretPurge".into(),
+            Attack::NewIdentityOnVault {
+                at_micros: 8 * day + 7 * hour,
+            },
+            Attack::NewIpForIdentity {
+                at_micros: 8 * day + 9 * hour,
             },
         ],
         ..GeneratorConfig::default()
@@ -279,6 +290,88 @@ fn report(dir: &std::path::Path) -> Result<()> {
         println!("   {v:<24} {ops:>10} {failed:>12}");
     }
     Ok(())
+}
+
+/// Step 6: the cold path over the lake the hot path has just filled, and what it found.
+async fn cold(lake: &Lake, dir: &std::path::Path) -> Result<()> {
+    let (store, root) = lake.store();
+    let job = kvlake_coldpath::ColdJob::new(
+        store.clone(),
+        root.clone(),
+        kvlake_coldpath::Thresholds::default(),
+    )?;
+    let report = job.run(None).await.context("cold path failed")?;
+    println!(
+        "6. cold path: {} days from {} committed raw rows, in {:.1}s:",
+        report.days_computed.len(),
+        report.raw_rows,
+        report.duration.as_secs_f64()
+    );
+    for (table, rows) in &report.rows {
+        println!("   agg/{table:<21} {rows:>7} rows");
+    }
+    let busiest = read_agg(dir, "vault_daily", &["vault_name", "operations"])?;
+    let mut per_day: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for row in &busiest {
+        *per_day.entry((row[1].clone(), row[0].clone())).or_default() +=
+            row[2].parse::<u64>().unwrap_or(0);
+    }
+    if let Some(((vault, _), _)) = per_day.iter().max_by_key(|(_, n)| **n) {
+        let days: Vec<String> = per_day
+            .iter()
+            .filter(|((v, _), _)| v == vault)
+            .map(|((_, d), n)| format!("{}:{n}", &d[5..]))
+            .collect();
+        println!(
+            "   calls per day on {vault} (vault_daily): {}",
+            days.join(" ")
+        );
+    }
+    let anomalies = read_agg(dir, "anomalies", &["kind", "description"])?;
+    println!("7. anomalies ({} rows), a few of them:", anomalies.len());
+    let mut shown: BTreeMap<String, usize> = BTreeMap::new();
+    for row in &anomalies {
+        let n = shown.entry(row[1].clone()).or_default();
+        *n += 1;
+        if *n <= 2 {
+            println!("   {} {:<22} {}", row[0], row[1], row[2]);
+        }
+    }
+    Ok(())
+}
+
+/// Rows of a cold-path table as text: the partition date, then `columns`.
+fn read_agg(dir: &std::path::Path, table: &str, columns: &[&str]) -> Result<Vec<Vec<String>>> {
+    let mut rows = Vec::new();
+    for path in walk(&dir.join("agg").join(table))? {
+        let date = path
+            .parent()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().trim_start_matches("date=").to_string())
+            .unwrap_or_default();
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&path)?)?.build()?;
+        for batch in reader {
+            let batch = batch?;
+            let cols = columns
+                .iter()
+                .map(|c| {
+                    batch
+                        .column_by_name(c)
+                        .cloned()
+                        .with_context(|| format!("agg/{table} has no column {c}"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            for i in 0..batch.num_rows() {
+                let mut row = vec![date.clone()];
+                for c in &cols {
+                    row.push(arrow::util::display::array_value_to_string(c, i)?);
+                }
+                rows.push(row);
+            }
+        }
+    }
+    Ok(rows)
 }
 
 fn walk(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
