@@ -674,3 +674,26 @@ fn bad_settings_stop_with_the_name_of_the_setting() -> Result<()> {
     assert!(text.contains("mass_retrieval_threshold = 40"), "{text}");
     Ok(())
 }
+
+#[test]
+fn the_demo_ends_with_aggregates_and_anomalies() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let lake = dir.path().join("demo");
+    let out = kvlake(&["demo", "--lake", s(&lake)])?;
+    assert!(out.contains("6. cold path: 9 days"), "{out}");
+    assert!(out.contains("calls per day on"), "{out}");
+    // The demo injects these after a week of history; each must be reported.
+    for kind in [
+        "sensitive_operation",
+        "mass_secret_retrieval",
+        "list_then_read",
+        "denied_burst",
+        "new_identity_on_vault",
+        "new_ip_for_identity",
+    ] {
+        assert!(out.contains(kind), "{kind} missing from the demo:\n{out}");
+    }
+    let anomalies = read_table(&lake, "anomalies")?;
+    assert!(anomalies.len() >= 6, "{anomalies:?}");
+    Ok(())
+}

@@ -82,6 +82,10 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         "   duckdb -c \"select vault_name, operation_name, count(*) from read_parquet('{}/raw/**/*.parquet', hive_partitioning=true) group by all order by 3 desc limit 10\"",
         dir.display()
     );
+    println!(
+        "   duckdb -c \"select date, kind, description from read_parquet('{}/agg/anomalies/*/*.parquet', hive_partitioning=true) order by all\"",
+        dir.display()
+    );
     drop(broker);
     Ok(())
 }
