@@ -154,7 +154,7 @@ pub fn parse_date(s: &str) -> Option<i64> {
     };
     let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let days = days_from_civil(i64::from(y), m, d);
-    (m >= 1 && m <= 12 && d >= 1 && format_date(days) == s).then_some(days)
+    ((1..=12).contains(&m) && d >= 1 && format_date(days) == s).then_some(days)
 }
 
 /// The day (since epoch) and hour of day (0–23) of a UTC timestamp in microseconds.
