@@ -208,7 +208,6 @@ impl ColdJob {
             // Later definitions read this run's result, not the files it replaced.
             engine.register_batches(table.name, table.schema(), batches)?;
         }
-        (self.on_step)(Step::Save, done, steps);
         state.updated_at = now_rfc3339();
         state.save(&self.store, &self.root).await?;
         (self.on_step)(Step::Save, steps, steps);

@@ -287,16 +287,23 @@ pub struct ConvertArgs {
 /// Flags of `kvlake cold`.
 #[derive(Debug, Args)]
 pub struct ColdArgs {
-    /// Lake URL (the same as the hot path's, or a replay's <lake>/<prefix>)
+    /// Lake URL (the hot path's, or a replay's <lake>/<prefix>); else `lake` from --config
     #[arg(long, env = "KVLAKE_LAKE")]
-    pub lake: String,
+    pub lake: Option<String>,
     /// Object-store setting, repeatable
     #[arg(long = "storage-option", value_parser = parse_key_value)]
     pub storage_option: Vec<(String, String)>,
+    /// Storage authentication: entra, key, sas or options (as for `kvlake hot`)
+    #[arg(long)]
+    pub storage_auth: Option<String>,
+    /// kvlake's TOML settings file, shared with `kvlake hot`: the lake, storage
+    /// authentication, identity and secret references are read from it
+    #[arg(long, env = "KVLAKE_CONFIG")]
+    pub config: Option<PathBuf>,
     /// TOML file of anomaly thresholds (the keys of coldpath/sql/defaults.toml);
     /// KVLAKE_COLD_<KEY> variables override it
-    #[arg(long, env = "KVLAKE_COLD_CONFIG")]
-    pub config: Option<PathBuf>,
+    #[arg(long, env = "KVLAKE_COLD_THRESHOLDS")]
+    pub thresholds: Option<PathBuf>,
     /// Recompute the days --from..--to as well as what is new, replacing them
     #[arg(long, requires_all = ["from", "to"])]
     pub rebuild: bool,

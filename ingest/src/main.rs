@@ -27,6 +27,9 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before any HTTPS client (the OTLP exporter's included): reqwest is built without a
+    // TLS provider of its own.
+    identity::http::install_crypto_provider();
     // Before the runtime: the OTLP exporters' blocking HTTP client runs a runtime of its own.
     let otel = match cli.otlp_endpoint.as_deref().filter(|e| !e.is_empty()) {
         None => None,
@@ -43,7 +46,6 @@ fn main() -> ExitCode {
         &cli.log,
         otel.as_ref().map(otel::Otel::tracer),
     );
-    identity::http::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -646,7 +646,7 @@ fn bad_settings_stop_with_the_name_of_the_setting() -> Result<()> {
     let config = dir.path().join("cold.toml");
     std::fs::write(&config, "window_minutes = 30\n")?;
     let out = Command::new(kvlake_bin())
-        .args(["cold", "--lake", s(dir.path()), "--config", s(&config)])
+        .args(["cold", "--lake", s(dir.path()), "--thresholds", s(&config)])
         .output()?;
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

@@ -11,25 +11,26 @@ use kvlake_coldpath::{ColdJob, Rebuild, Step, Thresholds};
 use kvlake_hotpath::Lake;
 use kvlake_schemas::time::{format_date, parse_date};
 
-use crate::cli::ColdArgs;
+use crate::cli::{ColdArgs, HotArgs};
 use crate::progress::Progress;
+use crate::{identity, settings};
 
 /// Defaults from `coldpath/sql/defaults.toml`, then the file, then `KVLAKE_COLD_<KEY>`.
-pub fn thresholds(config: Option<&Path>) -> Result<Thresholds> {
+pub fn thresholds(file: Option<&Path>) -> Result<Thresholds> {
     let mut fig = Figment::from(Serialized::defaults(
         kvlake_coldpath::settings::defaults_value(),
     ));
-    if let Some(path) = config {
+    if let Some(path) = file {
         if !path.exists() {
             bail!(
-                "config file {} does not exist (--config / KVLAKE_COLD_CONFIG)",
+                "thresholds file {} does not exist (--thresholds / KVLAKE_COLD_THRESHOLDS)",
                 path.display()
             );
         }
         fig = fig.merge(Toml::file(path));
     }
     let t: Thresholds = fig
-        .merge(Env::prefixed("KVLAKE_COLD_").ignore(&["config"]))
+        .merge(Env::prefixed("KVLAKE_COLD_").ignore(&["thresholds"]))
         .extract()
         .map_err(|e| anyhow!("invalid cold-path setting: {e}"))?;
     t.validate()
@@ -56,8 +57,32 @@ fn span(days: &[i32]) -> String {
     }
 }
 
+/// The lake with the same settings, identity and secret references as `kvlake hot`.
+async fn open_lake(args: &ColdArgs) -> Result<Lake> {
+    let hot = HotArgs {
+        config: args.config.clone(),
+        lake: args.lake.clone(),
+        storage_option: args.storage_option.clone(),
+        storage_auth: args.storage_auth.clone(),
+        ..HotArgs::default()
+    };
+    let prepared = identity::prepare(settings::load(&hot)?).await?;
+    let auth = identity::lake_auth(&prepared)?;
+    let url = prepared.settings.lake.clone().filter(|l| !l.trim().is_empty()).ok_or_else(|| {
+        anyhow!("missing --lake (or KVLAKE_LAKE, or `lake` in --config): the lake to read, e.g. ./lake")
+    })?;
+    let options: Vec<(String, String)> = prepared
+        .settings
+        .storage_options
+        .clone()
+        .into_iter()
+        .collect();
+    Lake::open_with(&url, &options, None, &auth)
+        .context("cannot open the lake (--lake, --storage-option, --storage-auth)")
+}
+
 pub async fn run(args: &ColdArgs) -> Result<()> {
-    let thresholds = thresholds(args.config.as_deref())?;
+    let thresholds = thresholds(args.thresholds.as_deref())?;
     if args.show_settings {
         print!(
             "{}",
@@ -73,8 +98,7 @@ pub async fn run(args: &ColdArgs) -> Result<()> {
     } else {
         None
     };
-    let lake = Lake::open(&args.lake, &args.storage_option, None)
-        .context("cannot open the lake (--lake, --storage-option)")?;
+    let lake = open_lake(args).await?;
     let (store, root) = lake.store();
     let progress = Progress::new("cold", "steps");
     let bar = progress.clone();
