@@ -10,15 +10,6 @@ use kvlake_tests::agg::{Row, difference, read_table};
 use kvlake_tests::kvlake_bin;
 use serde_json::{Value, json};
 
-const TABLES: [&str; 6] = [
-    "vault_daily",
-    "identity_daily",
-    "identity_ip_daily",
-    "sensitive_operations",
-    "baselines",
-    "anomalies",
-];
-
 /// Runs the binary; returns stdout, failing with stderr on a non-zero exit.
 fn kvlake(args: &[&str]) -> Result<String> {
     let out = Command::new(kvlake_bin())
@@ -455,15 +446,17 @@ fn generated(
     Ok((file, report))
 }
 
+/// Every cold-path table, in the order the job writes them.
 fn all_tables(lake: &Path) -> Result<Vec<Vec<Row>>> {
-    TABLES.iter().map(|t| read_table(lake, t)).collect()
+    kvlake_coldpath::TABLES
+        .iter()
+        .map(|t| read_table(lake, t.name))
+        .collect()
 }
 
 fn assert_same_tables(a: &Path, b: &Path) -> Result<()> {
-    for (table, (x, y)) in TABLES
-        .iter()
-        .zip(all_tables(a)?.iter().zip(&all_tables(b)?))
-    {
+    let names = kvlake_coldpath::TABLES.iter().map(|t| t.name);
+    for (table, (x, y)) in names.zip(all_tables(a)?.iter().zip(&all_tables(b)?)) {
         ensure!(!x.is_empty(), "{table} is empty");
         if let Some(d) = difference(x, y) {
             anyhow::bail!("{table}: {d}");
