@@ -119,13 +119,14 @@ build_all() {
   mkdir -p "$WORK/k8s" "$WORK/variant"
   cp -r "$DEPLOY/kubernetes" "$WORK/variant/k" || return 1
   local mode ok=0
-  # The top-level kustomization with each run mode selected in turn.
+  # The top-level kustomization with each run mode selected in turn (the cold
+  # path, ./cold, stays beside each of them).
   for mode in service scheduled scale-out; do
     "$PY" - "$WORK/variant/k/kustomization.yaml" "$mode" <<'EOF' || return 1
 import sys, yaml
 path, mode = sys.argv[1], sys.argv[2]
 k = yaml.safe_load(open(path))
-k["resources"] = ["base", mode]
+k["resources"] = ["base", mode] + [r for r in k["resources"] if r == "cold"]
 yaml.safe_dump(k, open(path, "w"))
 EOF
     if kustomize_build "$WORK/variant/k" "$WORK/k8s/$mode.yaml"; then
@@ -134,17 +135,26 @@ EOF
       echo "FAIL kubernetes with $mode"; ok=1
     fi
   done
-  # As shipped, and the backfill (applied on its own, beside base).
+  # As shipped, and the backfill and the cold-path rebuild (applied on their own,
+  # beside base).
   kustomize_build "$DEPLOY/kubernetes" "$WORK/k8s/as-shipped.yaml" && echo "ok   kubernetes (as shipped)" || ok=1
+  if ! grep -q '^  name: kvlake-cold$' "$WORK/k8s/as-shipped.yaml"; then
+    echo "FAIL kubernetes (as shipped) lacks the cold-path CronJob kvlake-cold"; ok=1
+  fi
   if kustomize_build "$DEPLOY/kubernetes/backfill" "$WORK/k8s/backfill.yaml"; then
     echo "ok   kubernetes/backfill"
   else
     echo "FAIL kubernetes/backfill"; ok=1
   fi
+  if kustomize_build "$DEPLOY/kubernetes/cold/rebuild" "$WORK/k8s/cold-rebuild.yaml"; then
+    echo "ok   kubernetes/cold/rebuild"
+  else
+    echo "FAIL kubernetes/cold/rebuild"; ok=1
+  fi
   return $ok
 }
 if command -v kustomize > /dev/null || command -v kubectl > /dev/null; then
-  run "kustomize build (service, scheduled, scale-out, as shipped, backfill)" build_all
+  run "kustomize build (service, scheduled, scale-out, each + cold, as shipped, backfill, cold/rebuild)" build_all
   BUILT=1
 else
   skip "kustomize build" "neither kustomize nor kubectl on PATH"
@@ -156,7 +166,7 @@ fi
 k8s_validate() {
   local v f ok=0 out
   for v in $K8S_VERSIONS; do
-    for f in "$WORK"/k8s/{service,scheduled,scale-out,backfill}.yaml; do
+    for f in "$WORK"/k8s/{service,scheduled,scale-out,backfill,cold-rebuild}.yaml; do
       # --strict: unknown fields fail. CRDs (SecretProviderClass, KEDA) have no
       # bundled schema and only warn here; check 5 covers KEDA.
       out=$("$VENV/bin/kubernetes-validate" --strict -k "$v" "$f" 2>&1) || ok=1
@@ -249,7 +259,7 @@ else
       "$CK/bin/checkov" -f "$DEPLOY/Dockerfile" --framework dockerfile --skip-check "$skips" --compact --quiet --skip-download || ok=1
       if [[ $BUILT == 1 ]]; then
         mkdir -p "$WORK/checkov-k8s"
-        cp "$WORK"/k8s/{service,scheduled,scale-out,backfill}.yaml "$WORK/checkov-k8s/"
+        cp "$WORK"/k8s/{service,scheduled,scale-out,backfill,cold-rebuild}.yaml "$WORK/checkov-k8s/"
         "$CK/bin/checkov" -d "$WORK/checkov-k8s" --framework kubernetes --skip-check "$skips" --compact --quiet --skip-download || ok=1
       fi
       return $ok
@@ -295,9 +305,13 @@ else
   kubectl_or_kustomize_base() { kustomize_build "$DEPLOY/kubernetes/base" "$WORK/base.yaml"; }
   kubectl_or_kustomize_base
   cat "$WORK/base.yaml" "$WORK/k8s/backfill.yaml" > "$WORK/backfill-with-base.yaml"
+  # The rebuild Job uses base's settings and cold/'s thresholds ConfigMap.
+  kustomize_build "$DEPLOY/kubernetes/cold" "$WORK/cold.yaml"
+  cat "$WORK/base.yaml" "$WORK/cold.yaml" "$WORK/k8s/cold-rebuild.yaml" > "$WORK/cold-rebuild-with-base.yaml"
   run "smoke: every workload's args + settings run to a clean exit ($BIN)" \
     "$PY" "$DEPLOY/tools/smoke_modes.py" "$BIN" \
-      "$WORK"/k8s/{service,scheduled,scale-out}.yaml "$WORK/backfill-with-base.yaml" "$DEPLOY"/containerapps/*.yaml
+      "$WORK"/k8s/{service,scheduled,scale-out}.yaml "$WORK/backfill-with-base.yaml" \
+      "$WORK/cold-rebuild-with-base.yaml" "$DEPLOY"/containerapps/*.yaml
 fi
 
 # --- summary -----------------------------------------------------------------------------

@@ -5,8 +5,12 @@ Reads the command line and the settings from the Rust sources (ingest/src/cli.rs
 ingest/src/settings.rs) and checks every manifest of deploy/ against them:
 
 * every `kvlake` argument in Kubernetes and Container Apps definitions is a flag of
-  `kvlake hot` (or a global flag), or one of the flags still to come (`--auth`),
-  reported as PENDING, not as an error;
+  `kvlake hot` or `kvlake cold` (whichever the workload runs; or a global flag), or
+  one of the flags still to come (`--auth`), reported as PENDING, not as an error;
+* a cold-path rebuild has --rebuild, --from and --to together, as YYYY-MM-DD days in
+  order; the thresholds file in its ConfigMap and KVLAKE_COLD_<KEY> variables use
+  only keys of coldpath/sql/defaults.toml, with the defaults' types (kvlake refuses
+  unknown keys);
 * an OTLP endpoint (--otlp-endpoint, OTEL_EXPORTER_OTLP_ENDPOINT) is an http:// URL,
   as kvlake demands (it sends OTLP/HTTP to a collector on the private network);
 * the metrics address (--metrics-addr, KVLAKE_METRICS_ADDR or metrics_addr) is
@@ -43,6 +47,10 @@ PENDING_ENV: dict[str, str] = {}
 HEALTH_PATHS = {"/healthz", "/readyz", "/metrics"}
 # Variables kvlake reads besides the layered settings.
 EXTRA_ENV = {"KVLAKE_CONFIG", "KVLAKE_LOG_FORMAT", "KVLAKE_LOG"}
+
+# The ConfigMap holding the cold path's thresholds file (deploy/kubernetes/cold).
+THRESHOLDS_CONFIGMAP = "kvlake-cold-thresholds"
+DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 DURATION = re.compile(r"^(\d+(ns|us|ms|s|sec|m|min|h|hr|d|days?|w))+$")
 SIZE = re.compile(r"^\d+\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?$", re.IGNORECASE)
@@ -99,11 +107,33 @@ def flags_of(src: str, struct: str) -> set[str]:
 def load_code(root: Path):
     cli = (root / "ingest/src/cli.rs").read_text()
     settings = (root / "ingest/src/settings.rs").read_text()
-    hot_flags = flags_of(cli, "HotArgs") | flags_of(cli, "Cli")
+    flags = {"hot": flags_of(cli, "HotArgs") | flags_of(cli, "Cli"),
+             "cold": flags_of(cli, "ColdArgs") | flags_of(cli, "Cli")}
     setting_keys = {f for f, _ in struct_fields(settings, "HotSettings")}
     env_keys_src = re.search(r"const ENV_KEYS: &\[&str\] = &\[(.*?)\];", settings, re.S)
     env_keys = {"KVLAKE_" + k.upper() for k in re.findall(r'"([a-z_]+)"', env_keys_src.group(1))}
-    return hot_flags, setting_keys, env_keys | EXTRA_ENV
+    thresholds = tomllib.loads((root / "coldpath/sql/defaults.toml").read_text())
+    return flags, setting_keys, env_keys | EXTRA_ENV, thresholds
+
+
+def check_threshold(where: str, key: str, value, defaults: dict) -> None:
+    """A cold-path threshold: a key of defaults.toml, with the default's type."""
+    if key not in defaults:
+        fail(where, f"unknown cold-path threshold {key!r}: not a key of coldpath/sql/defaults.toml, kvlake refuses it")
+        return
+    want = defaults[key]
+    if isinstance(value, str) and not isinstance(want, str):
+        try:  # from an environment variable: parse it as a TOML value
+            value = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            fail(where, f"{key} = {value!r} is not a {type(want).__name__} like its default {want!r}")
+            return
+    ok = (isinstance(value, float | int) and not isinstance(value, bool)) if isinstance(want, float) \
+        else type(value) is type(want)
+    if ok and isinstance(want, list):
+        ok = all(isinstance(v, str) for v in value)
+    if not ok:
+        fail(where, f"{key} = {value!r} is not a {type(want).__name__} like its default {want!r}")
 
 
 def check_value(where: str, key: str, value: str) -> None:
@@ -113,13 +143,14 @@ def check_value(where: str, key: str, value: str) -> None:
         fail(where, f"{key} = {value!r} is not a size kvlake parses (e.g. 512MiB)")
 
 
-def check_args(where: str, args: list[str], hot_flags: set[str]) -> dict[str, str]:
+def check_args(where: str, args: list[str], flags: dict[str, set[str]]) -> dict[str, str]:
     """Checks a `kvlake` argument list; returns {flag: value}."""
     global checked
     checked += 1
-    if not args or args[0] != "hot":
-        fail(where, f"expected `hot` as the subcommand, got {args[:1]}")
+    if not args or args[0] not in flags:
+        fail(where, f"expected `hot` or `cold` as the subcommand, got {args[:1]}")
         return {}
+    command = args[0]
     seen: dict[str, str] = {}
     i = 1
     while i < len(args):
@@ -131,17 +162,33 @@ def check_args(where: str, args: list[str], hot_flags: set[str]) -> dict[str, st
         flag, _, value = a.partition("=")
         if flag in PENDING_FLAGS:
             pending.append(f"{where}: {flag} ({PENDING_FLAGS[flag]})")
-        elif flag not in hot_flags:
-            fail(where, f"{flag} is not a flag of `kvlake hot` (see ingest/src/cli.rs)")
+        elif flag not in flags[command]:
+            fail(where, f"{flag} is not a flag of `kvlake {command}` (see ingest/src/cli.rs)")
         seen[flag] = value
         check_value(where, flag[2:].replace("-", "_"), value) if value else None
         if flag == "--otlp-endpoint":
             check_otlp(where, value)
         i += 1
+    if command == "cold":
+        check_cold_args(where, seen)
     replay = {"--starting-offsets", "--starting-timestamp", "--ending-timestamp"} & seen.keys()
     if replay and "--output-prefix" not in seen:
         fail(where, f"{sorted(replay)} without --output-prefix: kvlake refuses a replay that would move the live checkpoint")
     return seen
+
+
+def check_cold_args(where: str, seen: dict[str, str]) -> None:
+    rebuild = {"--rebuild", "--from", "--to"} & seen.keys()
+    if rebuild and rebuild != {"--rebuild", "--from", "--to"}:
+        fail(where, f"{sorted(rebuild)}: kvlake cold needs --rebuild, --from and --to together")
+    days = [seen.get(f, "") for f in ("--from", "--to") if f in seen]
+    for d in days:
+        if not DAY.match(d):
+            fail(where, f"--from/--to {d!r} is not a day, write YYYY-MM-DD")
+    if len(days) == 2 and all(DAY.match(d) for d in days) and days[0] > days[1]:
+        fail(where, f"--from {days[0]} is after --to {days[1]}")
+    if "--threads" in seen and not (seen["--threads"].isdigit() and int(seen["--threads"]) > 0):
+        fail(where, f"--threads {seen['--threads']!r} is not a positive number")
 
 
 def check_otlp(where: str, value: str) -> None:
@@ -151,10 +198,16 @@ def check_otlp(where: str, value: str) -> None:
         fail(where, f"OTLP endpoint {value!r}: 4317 is the collector's gRPC port; kvlake speaks OTLP/HTTP (4318)")
 
 
-def check_env(where: str, env: list[dict], env_keys: set[str]) -> dict[str, str]:
+def check_env(where: str, env: list[dict], env_keys: set[str], thresholds: dict | None = None) -> dict[str, str]:
+    """KVLAKE_* variables; `thresholds` (the defaults) when the workload is `kvlake cold`."""
     values = {}
     for e in env or []:
         name = e.get("name", "")
+        if thresholds is not None and name.startswith("KVLAKE_COLD_"):
+            if name != "KVLAKE_COLD_THRESHOLDS" and "value" in e:
+                check_threshold(where, name.removeprefix("KVLAKE_COLD_").lower(), str(e["value"]), thresholds)
+            values[name] = str(e.get("value", ""))
+            continue
         if name.startswith("KVLAKE_") and name not in env_keys:
             fail(where, f"{name} is not a variable kvlake reads (ENV_KEYS in ingest/src/settings.rs)")
         if name in PENDING_ENV:
@@ -229,7 +282,7 @@ def pod_specs(doc: dict):
 
 
 def main(root: Path) -> int:
-    hot_flags, setting_keys, env_keys = load_code(root)
+    flags, setting_keys, env_keys, thresholds = load_code(root)
     deploy = root / "deploy"
 
     # The settings file in the ConfigMap.
@@ -247,6 +300,12 @@ def main(root: Path) -> int:
                 except tomllib.TOMLDecodeError as e:
                     fail(where, f"TOML does not parse: {e}")
                     continue
+                global checked
+                if doc["metadata"]["name"] == THRESHOLDS_CONFIGMAP:
+                    for key, value in settings.items():
+                        check_threshold(where, key, value, thresholds)
+                    checked += 1
+                    continue
                 for key, value in settings.items():
                     if key not in setting_keys:
                         fail(where, f"unknown setting {key!r}: kvlake refuses it at start-up")
@@ -254,7 +313,6 @@ def main(root: Path) -> int:
                         check_value(where, key, value)
                 toml_grace = settings.get("grace", toml_grace)
                 toml_metrics = settings.get("metrics_addr", toml_metrics)
-                global checked
                 checked += 1
 
     # Kubernetes workloads.
@@ -267,12 +325,16 @@ def main(root: Path) -> int:
             for pod, annotations in pod_specs(doc):
                 for c in pod.get("containers", []):
                     where = f"{path.relative_to(root)}:{doc['kind']}/{doc['metadata']['name']}"
-                    seen = check_args(where, c.get("args", []), hot_flags)
-                    env = check_env(where, c.get("env", []), env_keys)
-                    addr = seen.get("--metrics-addr") or env.get("KVLAKE_METRICS_ADDR") or toml_metrics
+                    cold = c.get("args", [None])[:1] == ["cold"]
+                    seen = check_args(where, c.get("args", []), flags)
+                    env = check_env(where, c.get("env", []), env_keys, thresholds if cold else None)
+                    # `kvlake cold` serves no endpoints (its metrics go out over OTLP).
+                    addr = None if cold else seen.get("--metrics-addr") or env.get("KVLAKE_METRICS_ADDR") or toml_metrics
                     probes = [c[k] for k in ("startupProbe", "livenessProbe", "readinessProbe") if k in c]
                     ports = {p.get("name"): p.get("containerPort") for p in c.get("ports", [])}
                     check_endpoints(where, metrics_port(where, addr), probes, ports, annotations)
+                    if cold:
+                        continue
                     grace = seen.get("--grace") or toml_grace or "60s"
                     tgps = pod.get("terminationGracePeriodSeconds", 30)
                     if tgps <= seconds(grace):
@@ -294,9 +356,10 @@ def main(root: Path) -> int:
         tgps = props.get("template", {}).get("terminationGracePeriodSeconds")
         for c in props.get("template", {}).get("containers", []):
             where = f"{path.relative_to(root)}:{doc['name']}"
-            seen = check_args(where, c.get("args", []), hot_flags)
-            env = check_env(where, c.get("env", []), env_keys)
-            addr = seen.get("--metrics-addr") or env.get("KVLAKE_METRICS_ADDR")
+            cold = c.get("args", [None])[:1] == ["cold"]
+            seen = check_args(where, c.get("args", []), flags)
+            env = check_env(where, c.get("env", []), env_keys, thresholds if cold else None)
+            addr = None if cold else seen.get("--metrics-addr") or env.get("KVLAKE_METRICS_ADDR")
             check_endpoints(where, metrics_port(where, addr), c.get("probes", []), {}, {})
             grace = seen.get("--grace") or env.get("KVLAKE_GRACE") or "60s"
             if tgps is not None and tgps <= seconds(grace):
@@ -319,7 +382,8 @@ def main(root: Path) -> int:
         print(f"PENDING {p}")
     for e in errors:
         print(f"FAIL {e}")
-    print(f"kvlake usage: {checked} invocations/settings files checked against ingest/src/cli.rs and settings.rs, "
+    print(f"kvlake usage: {checked} invocations/settings files checked against ingest/src/cli.rs, settings.rs "
+          f"and coldpath/sql/defaults.toml, "
           f"{len(errors)} errors, {len(pending)} uses of flags still to come")
     return 1 if errors else 0
 
