@@ -66,7 +66,10 @@ async fn open_lake(args: &ColdArgs) -> Result<Lake> {
         storage_auth: args.storage_auth.clone(),
         ..HotArgs::default()
     };
-    let prepared = identity::prepare(settings::load(&hot)?).await?;
+    let mut shared = settings::load(&hot)?;
+    // The cold path never talks to Event Hubs: do not resolve (or need access to) its secret.
+    shared.eventhubs_connection_string = None;
+    let prepared = identity::prepare(shared).await?;
     let auth = identity::lake_auth(&prepared)?;
     let url = prepared.settings.lake.clone().filter(|l| !l.trim().is_empty()).ok_or_else(|| {
         anyhow!("missing --lake (or KVLAKE_LAKE, or `lake` in --config): the lake to read, e.g. ./lake")
