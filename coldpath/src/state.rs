@@ -16,6 +16,10 @@ use crate::error::ColdError;
 /// Where the state lives, relative to the lake root.
 pub const STATE_PATH: &str = "_kvlake/cold/state.json";
 const VERSION: u32 = 1;
+/// What to do about an unreadable state: without it the next run reads every commit again
+/// and recomputes every table, which is always correct.
+const REBUILD_HINT: &str =
+    "delete it, and the next `kvlake cold` recomputes every table from the checkpoint log";
 
 /// One committed raw file, as remembered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,15 +67,12 @@ impl ColdState {
         };
         let state: ColdState = serde_json::from_slice(&bytes).map_err(|e| ColdError::Corrupt {
             path: STATE_PATH.into(),
-            reason: e.to_string(),
+            reason: format!("{e}; {REBUILD_HINT}"),
         })?;
         if state.version != VERSION {
             return Err(ColdError::Corrupt {
                 path: STATE_PATH.into(),
-                reason: format!(
-                    "version {} is not {VERSION}; run `kvlake cold --rebuild` with this release",
-                    state.version
-                ),
+                reason: format!("version {} is not {VERSION}; {REBUILD_HINT}", state.version),
             });
         }
         Ok(state)

@@ -690,3 +690,33 @@ fn the_demo_ends_with_aggregates_and_anomalies() -> Result<()> {
     assert!(anomalies.len() >= 6, "{anomalies:?}");
     Ok(())
 }
+
+#[test]
+fn an_unreadable_state_stops_the_run_and_says_how_to_recover() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (traffic, _) = generated(dir.path(), "1000", "0.5", &[])?;
+    let lake = dir.path().join("lake");
+    convert(&lake, &traffic)?;
+    cold(&lake, &[])?;
+    let state = lake.join("_kvlake/cold/state.json");
+    std::fs::write(&state, b"{ not json")?;
+    let out = Command::new(kvlake_bin())
+        .args(["cold", "--lake", s(&lake)])
+        .output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("state.json") && err.contains("delete it"),
+        "{err}"
+    );
+    // Following the advice recomputes everything from the checkpoint log.
+    std::fs::remove_file(&state)?;
+    let out = cold(&lake, &[])?;
+    assert!(out.contains("recomputed"), "{out}");
+    let total: i64 = read_table(&lake, "vault_daily")?
+        .iter()
+        .map(|r| r["operations"].as_i64().unwrap_or_default())
+        .sum();
+    assert_eq!(total, 1000);
+    Ok(())
+}
