@@ -9,16 +9,16 @@ WITH lists AS (
   WHERE operation_name = 'SecretList' AND result_class = 'success'
     AND identity IS NOT NULL AND vault_name IS NOT NULL
 ),
+secret_gets AS (
+  SELECT date, identity, vault_name, time, bucket, object_name
+  FROM events
+  WHERE operation_name = 'SecretGet' AND result_class = 'success'
+    AND identity IS NOT NULL AND vault_name IS NOT NULL AND object_name IS NOT NULL
+),
 gets AS (
-  SELECT date, identity, vault_name, time, bucket AS join_bucket, object_name
-  FROM events
-  WHERE operation_name = 'SecretGet' AND result_class = 'success'
-    AND identity IS NOT NULL AND vault_name IS NOT NULL AND object_name IS NOT NULL
+  SELECT date, identity, vault_name, time, bucket AS join_bucket, object_name FROM secret_gets
   UNION ALL
-  SELECT date, identity, vault_name, time, bucket - 1 AS join_bucket, object_name
-  FROM events
-  WHERE operation_name = 'SecretGet' AND result_class = 'success'
-    AND identity IS NOT NULL AND vault_name IS NOT NULL AND object_name IS NOT NULL
+  SELECT date, identity, vault_name, time, bucket - 1 AS join_bucket, object_name FROM secret_gets
 ),
 list_reads AS (
   SELECT l.date, l.identity, l.vault_name, l.time AS list_time,
