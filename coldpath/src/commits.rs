@@ -1,166 +1,107 @@
-//! Reading the hot path's checkpoint log: which raw files are committed, found from the
-//! commit entries after the last one this job has seen in each partition's log.
+//! What the cold path reads of the raw table: its Delta log. The live files of each day
+//! come from the newest snapshot (checkpoint + recent commits), and the days to
+//! recompute from the commits since the version the last run saw, so neither the state
+//! nor a run's cost grows with the lake's age.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
 
-use futures::{StreamExt, TryStreamExt};
-use kvlake_schemas::checkpoint::BatchCommit;
-use kvlake_schemas::layout::{LogEntryKind, META_PREFIX, RAW_TABLE, parse_log_entry_name};
+use kvlake_lake::DeltaTable;
+use kvlake_schemas::delta::{Action, Snapshot};
+use kvlake_schemas::layout::RAW_TABLE;
 use kvlake_schemas::time::parse_date;
-use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::error::ColdError;
 
-/// A committed raw file and the UTC day it holds.
+/// A live raw file and its rows.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CommittedRaw {
-    pub day: i32,
+pub struct RawFile {
+    /// Path relative to the lake root.
     pub path: String,
+    /// Rows, from the file's statistics.
     pub rows: u64,
-    pub bytes: u64,
 }
 
-/// What a scan of the log found: the new files and each log's last commit.
+/// The raw table at its newest version, by day.
 #[derive(Debug, Default)]
-pub struct Scan {
-    pub files: Vec<CommittedRaw>,
-    /// Log folder (relative to the lake root) → highest commit sequence seen.
-    pub positions: BTreeMap<String, u64>,
-    pub commits_read: usize,
+pub struct RawDays {
+    /// The raw table's version (-1: no table yet).
+    pub version: i64,
+    /// Day (since epoch) → its live files.
+    pub days: BTreeMap<i32, Vec<RawFile>>,
 }
 
-/// The day of a raw file from its `raw/date=YYYY-MM-DD/...` path.
-pub fn day_of_raw_path(path: &str) -> Option<i32> {
-    let rest = path.strip_prefix(RAW_TABLE)?.strip_prefix("/date=")?;
-    let date = rest.get(..10)?;
-    parse_date(date).and_then(|d| i32::try_from(d).ok())
-}
-
-async fn folders(
-    store: &Arc<dyn ObjectStore>,
-    root: &Path,
-    rel: &str,
-) -> Result<Vec<String>, ColdError> {
-    let prefix = root.child_path(rel);
-    let listing = store
-        .list_with_delimiter(Some(&prefix))
-        .await
-        .map_err(|e| ColdError::storage(rel, e))?;
-    Ok(listing
-        .common_prefixes
-        .iter()
-        .filter_map(|p| p.filename().map(|name| format!("{rel}/{name}")))
-        .collect())
-}
-
-trait ChildPath {
-    fn child_path(&self, rel: &str) -> Path;
-}
-
-impl ChildPath for Path {
-    fn child_path(&self, rel: &str) -> Path {
-        rel.split('/')
-            .filter(|s| !s.is_empty())
-            .fold(self.clone(), |p, part| p.join(part))
-    }
-}
-
-/// Lists every partition log and reads the commit entries after `seen` (log folder →
-/// last sequence already processed). Plans without a commit are never read: a batch
-/// still being written is invisible here until its commit lands.
-pub async fn scan(
-    store: &Arc<dyn ObjectStore>,
-    root: &Path,
-    seen: &BTreeMap<String, u64>,
-) -> Result<Scan, ColdError> {
-    let mut logs = Vec::new();
-    for topic in folders(store, root, &format!("{META_PREFIX}/log")).await? {
-        logs.extend(folders(store, root, &topic).await?);
-    }
-    let mut entries: Vec<(String, u64, Path)> = Vec::new();
-    for log in logs {
-        let last = seen.get(&log).copied();
-        let prefix = root.child_path(&log);
-        let listing: Vec<_> = match last {
-            Some(seq) => {
-                let offset = prefix.clone().join(format!("{seq:020}.commit.json"));
-                store
-                    .list_with_offset(Some(&prefix), &offset)
-                    .try_collect()
-                    .await
-            }
-            None => store.list(Some(&prefix)).try_collect().await,
-        }
-        .map_err(|e| ColdError::storage(&log, e))?;
-        for meta in listing {
-            let Some(name) = meta.location.filename() else {
+impl RawDays {
+    /// The live files of a snapshot, by their `date` partition.
+    pub fn of(snap: &Snapshot) -> RawDays {
+        let mut days: BTreeMap<i32, Vec<RawFile>> = BTreeMap::new();
+        for add in snap.files.values() {
+            let Some(day) = day_of(&add.partition_values) else {
                 continue;
             };
-            if let Some((seq, LogEntryKind::Commit)) = parse_log_entry_name(name)
-                && last.is_none_or(|l| seq > l)
-            {
-                entries.push((log.clone(), seq, meta.location.clone()));
-            }
-        }
-    }
-    let commits_read = entries.len();
-    let bodies: Vec<(String, u64, BatchCommit)> = futures::stream::iter(entries)
-        .map(|(log, seq, location)| async move {
-            let bytes = store
-                .get(&location)
-                .await
-                .map_err(|e| ColdError::storage(location.as_ref(), e))?
-                .bytes()
-                .await
-                .map_err(|e| ColdError::storage(location.as_ref(), e))?;
-            let commit: BatchCommit =
-                serde_json::from_slice(&bytes).map_err(|e| ColdError::Corrupt {
-                    path: location.to_string(),
-                    reason: e.to_string(),
-                })?;
-            Ok::<_, ColdError>((log, seq, commit))
-        })
-        .buffer_unordered(16)
-        .try_collect()
-        .await?;
-    let mut scan = Scan {
-        commits_read,
-        positions: seen.clone(),
-        ..Scan::default()
-    };
-    for (log, seq, commit) in bodies {
-        let position = scan.positions.entry(log).or_insert(seq);
-        *position = (*position).max(seq);
-        for f in commit.files.into_iter().filter(|f| f.table == RAW_TABLE) {
-            let day = day_of_raw_path(&f.path).ok_or_else(|| ColdError::Corrupt {
-                path: f.path.clone(),
-                reason: "a raw file outside raw/date=YYYY-MM-DD/".into(),
-            })?;
-            scan.files.push(CommittedRaw {
-                day,
-                path: f.path,
-                rows: f.rows,
-                bytes: f.bytes,
+            let rows = add
+                .stats
+                .as_deref()
+                .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+                .and_then(|v| v["numRecords"].as_u64())
+                .unwrap_or(0);
+            days.entry(day).or_default().push(RawFile {
+                path: format!("{RAW_TABLE}/{}", add.path),
+                rows,
             });
         }
+        RawDays {
+            version: snap.version,
+            days,
+        }
     }
-    scan.files.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(scan)
+
+    /// Every day with data.
+    pub fn known_days(&self) -> BTreeSet<i32> {
+        self.days.keys().copied().collect()
+    }
+
+    /// The live files of `day`.
+    pub fn files_of(&self, day: i32) -> &[RawFile] {
+        self.days.get(&day).map_or(&[], Vec::as_slice)
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+fn day_of(values: &BTreeMap<String, Option<String>>) -> Option<i32> {
+    let d = parse_date(values.get("date")?.as_deref()?)?;
+    i32::try_from(d).ok()
+}
 
-    #[test]
-    fn raw_paths_give_their_day() {
-        assert_eq!(
-            day_of_raw_path("raw/date=1970-01-02/hour=03/x.parquet"),
-            Some(1)
-        );
-        assert_eq!(day_of_raw_path("deadletter/date=1970-01-02/x"), None);
-        assert_eq!(day_of_raw_path("raw/date=1970-13-02/x"), None);
+/// The days whose rows changed between `since` (the version the last run saw; `None`
+/// for the first run) and `now`. Compaction (`dataChange=false`) changes no day.
+/// When the commits in between are gone (the log keeps 30 days), every day is changed.
+pub async fn changed_days(
+    raw: &DeltaTable,
+    since: Option<i64>,
+    now: &RawDays,
+) -> Result<BTreeSet<i32>, ColdError> {
+    let Some(since) = since else {
+        return Ok(now.known_days());
+    };
+    if since >= now.version {
+        return Ok(BTreeSet::new());
     }
+    let Some(commits) = raw.commits_between(since, now.version).await? else {
+        tracing::warn!(
+            since,
+            "the raw table's log no longer holds every commit since the last cold run: recomputing every day"
+        );
+        return Ok(now.known_days());
+    };
+    let mut days = BTreeSet::new();
+    for (_, actions) in commits {
+        for a in actions {
+            let values = match &a {
+                Action::Add(add) if add.data_change => Some(&add.partition_values),
+                Action::Remove(r) if r.data_change => r.partition_values.as_ref(),
+                _ => None,
+            };
+            days.extend(values.and_then(day_of));
+        }
+    }
+    Ok(days)
 }

@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{Date32Array, RecordBatch};
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::SchemaRef;
+use bytes::Bytes;
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
@@ -16,11 +17,11 @@ use datafusion::prelude::{SessionConfig, ident};
 use object_store::ObjectStore;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use url::Url;
 
 use crate::definitions::{EVENTS_SQL, Table};
 use crate::error::ColdError;
-use crate::layout::agg_dir;
 
 /// The URL the lake is registered under inside DataFusion.
 const LAKE_URL: &str = "kvlake://lake/";
@@ -108,23 +109,53 @@ impl Engine {
         self.replace(name, Arc::new(table))
     }
 
-    /// Registers a table's files in the lake (all days) under its own name, read once
-    /// into memory: the history definitions join them several times, and they are small.
-    pub async fn register_history(&self, table: &Table) -> Result<(), ColdError> {
-        let url = ListingTableUrl::parse(format!("{LAKE_URL}{}/", agg_dir(table.name)))
-            .map_err(|e| ColdError::query(table.name, e))?;
-        let options = parquet_options()
-            .with_table_partition_cols(vec![("date".to_string(), DataType::Date32)]);
-        let config = ListingTableConfig::new(url)
-            .with_listing_options(options)
-            .with_schema(table.file_schema());
-        let provider =
-            ListingTable::try_new(config).map_err(|e| ColdError::query(table.name, e))?;
+    /// Registers a table's live files (all days, each with its day) under its own name,
+    /// decoded into memory: the history definitions join them several times, and they
+    /// are small.
+    pub async fn register_history(
+        &self,
+        table: &Table,
+        files: Vec<(i32, Bytes)>,
+    ) -> Result<(), ColdError> {
+        let schema = table.schema();
+        let name = table.name;
+        let target = schema.clone();
+        let batches = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            for (day, bytes) in files {
+                let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+                    .and_then(|b| b.build())
+                    .map_err(|e| ColdError::output(name, e))?;
+                for batch in reader {
+                    let batch = batch.map_err(|e| ColdError::output(name, e))?;
+                    let columns = target
+                        .fields()
+                        .iter()
+                        .map(|f| match f.name().as_str() {
+                            "date" => Ok(Arc::new(Date32Array::from(vec![day; batch.num_rows()]))
+                                as arrow::array::ArrayRef),
+                            n => batch.column_by_name(n).cloned().ok_or_else(|| {
+                                ColdError::output(name, format!("a file has no `{n}` column"))
+                            }),
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    out.push(
+                        RecordBatch::try_new(target.clone(), columns)
+                            .map_err(|e| ColdError::output(name, e))?,
+                    );
+                }
+            }
+            Ok::<_, ColdError>(out)
+        })
+        .await
+        .map_err(|e| ColdError::output(name, e))??;
+        let table_provider =
+            MemTable::try_new(schema, vec![batches]).map_err(|e| ColdError::query(name, e))?;
         let df = self
             .ctx
-            .read_table(Arc::new(provider))
-            .map_err(|e| ColdError::query(table.name, e))?;
-        self.hold_in_memory(table.name, df).await
+            .read_table(Arc::new(table_provider))
+            .map_err(|e| ColdError::query(name, e))?;
+        self.hold_in_memory(name, df).await
     }
 
     /// Registers results held in memory under `name`.

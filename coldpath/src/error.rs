@@ -26,6 +26,9 @@ pub enum ColdError {
     /// A setting is out of range.
     #[error("setting `{name}`: {reason}")]
     Setting { name: String, reason: String },
+    /// A Delta table of the lake could not be read or committed.
+    #[error(transparent)]
+    Lake(#[from] kvlake_lake::LakeError),
     /// A checkpoint-log entry or the cold path's own state file is unreadable.
     #[error("`{path}` is not a valid kvlake file: {reason}")]
     Corrupt { path: String, reason: String },

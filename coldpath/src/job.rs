@@ -11,18 +11,24 @@ use arrow::compute::{concat_batches, filter_record_batch};
 use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use kvlake_schemas::time::format_date;
+use kvlake_lake::delta::now_ms;
+use kvlake_lake::tables::raw_table;
+use kvlake_lake::{CommitOutcome, DeltaTable, Lake, TableDef};
+use kvlake_schemas::delta::stats::stats_of_file;
+use kvlake_schemas::delta::{Action, Add, CommitInfo, Remove};
+use kvlake_schemas::time::{format_date, parse_date};
+use object_store::ObjectStore;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use crate::commits;
+use crate::commits::RawDays;
 use crate::definitions::{Stage, TABLES, Table};
 use crate::engine::Engine;
 use crate::error::ColdError;
-use crate::layout::agg_file;
+use crate::layout::agg_dir;
 use crate::settings::{Thresholds, substitute};
 use crate::state::ColdState;
 
@@ -39,8 +45,8 @@ pub const MAX_REBUILD_DAYS: i32 = 3660;
 /// What a run did.
 #[derive(Debug, Default, Clone)]
 pub struct ColdReport {
-    /// Commit entries read from the checkpoint log.
-    pub commits_read: usize,
+    /// The raw table's version the run computed from (-1: no raw table yet).
+    pub raw_version: i64,
     /// Days recomputed from raw data.
     pub days_computed: Vec<i32>,
     /// Days whose baselines and anomalies were re-derived.
@@ -68,6 +74,10 @@ pub enum Step {
 pub struct ColdJob {
     store: Arc<dyn ObjectStore>,
     root: Path,
+    /// The same store as a `Lake`, for the Delta tables.
+    lake: Lake,
+    /// Names this run's files (milliseconds at start): unique per run.
+    run_id: u64,
     thresholds: Thresholds,
     threads: usize,
     chunk_rows: u64,
@@ -91,9 +101,12 @@ impl ColdJob {
         thresholds: Thresholds,
     ) -> Result<ColdJob, ColdError> {
         thresholds.validate()?;
+        let lake = Lake::with_store(store.clone(), root.clone(), "lake".into());
         Ok(ColdJob {
             store,
             root,
+            lake,
+            run_id: u64::try_from(now_ms()).unwrap_or_default(),
             thresholds,
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             chunk_rows: DEFAULT_CHUNK_ROWS,
@@ -124,13 +137,23 @@ impl ColdJob {
         let started = Instant::now();
         (self.on_step)(Step::Scan, 0, TABLES.len() + 2);
         let mut state = ColdState::load(&self.store, &self.root).await?;
-        let scan = commits::scan(&self.store, &self.root, &state.logs).await?;
+        let raw_table = DeltaTable::new(&self.lake, raw_table());
+        let raw = if raw_table.exists().await? {
+            RawDays::of(&raw_table.load().await?)
+        } else {
+            RawDays {
+                version: -1,
+                ..RawDays::default()
+            }
+        };
+        let mut daily = commits::changed_days(&raw_table, state.raw_version, &raw).await?;
         let mut report = ColdReport {
-            commits_read: scan.commits_read,
+            raw_version: raw.version,
             ..ColdReport::default()
         };
-        let mut daily: BTreeSet<i32> = state.add(&scan.files);
-        state.logs = scan.positions;
+        if raw.version >= 0 {
+            state.raw_version = Some(raw.version);
+        }
         if let Some(Rebuild { from, to }) = rebuild {
             if to < from || to - from >= MAX_REBUILD_DAYS {
                 return Err(ColdError::Setting {
@@ -151,7 +174,7 @@ impl ColdJob {
         }
         // Baselines and anomalies of every later day with data depend on the days redone.
         let first = daily.first().copied().unwrap_or_default();
-        let analysed: Vec<i32> = state
+        let analysed: Vec<i32> = raw
             .known_days()
             .into_iter()
             .chain(daily.iter().copied())
@@ -169,19 +192,19 @@ impl ColdJob {
         );
         let daily_tables: Vec<&'static Table> =
             TABLES.iter().filter(|t| t.stage == Stage::Daily).collect();
-        let chunks = chunk_days(&state, &daily, self.chunk_rows);
+        let chunks = chunk_days(&raw, &daily, self.chunk_rows);
         let history_tables = TABLES.iter().filter(|t| t.stage == Stage::History).count();
         let steps = chunks.len() * daily_tables.len() + history_tables + 1;
         let mut done = 0;
         for chunk in &chunks {
             let files: Vec<String> = chunk
                 .iter()
-                .flat_map(|d| state.files_of(*d).iter().map(|f| f.path.clone()))
+                .flat_map(|d| raw.files_of(*d).iter().map(|f| f.path.clone()))
                 .collect();
             report.raw_files += files.len();
             report.raw_rows += chunk
                 .iter()
-                .flat_map(|d| state.files_of(*d))
+                .flat_map(|d| raw.files_of(*d))
                 .map(|f| f.rows)
                 .sum::<u64>();
             engine.register_raw(&files).await?;
@@ -196,7 +219,8 @@ impl ColdJob {
         }
         // History definitions read what the daily stage has just written.
         for table in &daily_tables {
-            engine.register_history(table).await?;
+            let files = self.live_files(table).await?;
+            engine.register_history(table, files).await?;
         }
         for table in TABLES.iter().filter(|t| t.stage == Stage::History) {
             done += 1;
@@ -220,8 +244,9 @@ impl ColdJob {
         Ok(report)
     }
 
-    /// Writes one file per day of `days` (an empty one where the result has no row, so
-    /// the day's previous content is replaced too); returns the rows written.
+    /// Replaces the rows of `days` in the table's Delta log in one commit: a new file
+    /// for each day with rows (named by this run, so a file a reader may still hold is
+    /// never overwritten), and `remove` of the files those days had; returns the rows.
     async fn write_days(
         &self,
         table: &'static Table,
@@ -238,30 +263,114 @@ impl ColdJob {
             .flat_map(|(_, b)| b.iter())
             .map(|b| b.num_rows() as u64)
             .sum();
-        futures::stream::iter(parts)
-            .map(|(day, batches)| {
-                let schema = file_schema.clone();
-                async move {
-                    let bytes =
-                        tokio::task::spawn_blocking(move || encode(table, schema, &batches))
-                            .await
-                            .map_err(|e| ColdError::output(table.name, e))??;
-                    let rel = agg_file(table.name, day);
-                    let path = rel
-                        .split('/')
-                        .fold(self.root.clone(), |p, part| p.join(part));
-                    self.store
-                        .put(&path, PutPayload::from(bytes))
+        let delta = DeltaTable::new(&self.lake, agg_table(table));
+        let run = self.run_id;
+        let adds: Vec<Add> =
+            futures::stream::iter(parts.into_iter().filter(|(_, b)| !b.is_empty()))
+                .map(|(day, batches)| {
+                    let schema = file_schema.clone();
+                    let delta = &delta;
+                    async move {
+                        let (bytes, stats) = tokio::task::spawn_blocking(move || {
+                            let bytes = encode(table, schema.clone(), &batches)?;
+                            let stats = stats_of_file(&bytes, &schema)
+                                .map_err(|e| ColdError::output(table.name, e))?;
+                            Ok::<_, ColdError>((bytes, stats))
+                        })
                         .await
-                        .map_err(|e| ColdError::storage(rel, e))?;
-                    Ok::<_, ColdError>(())
+                        .map_err(|e| ColdError::output(table.name, e))??;
+                        let date = format_date(i64::from(day));
+                        let path = format!("date={date}/part-{run:016x}.parquet");
+                        let size = bytes.len() as i64;
+                        delta.root().put(&path, bytes).await?;
+                        Ok::<_, ColdError>(Add {
+                            path,
+                            partition_values: BTreeMap::from([("date".to_string(), Some(date))]),
+                            size,
+                            modification_time: now_ms(),
+                            data_change: true,
+                            stats: Some(stats),
+                        })
+                    }
+                })
+                .buffer_unordered(8)
+                .try_collect()
+                .await?;
+        let mut snap = delta.load().await?;
+        delta.create_if_missing(&mut snap).await?;
+        let replaced: BTreeSet<String> = days.iter().map(|d| format_date(i64::from(*d))).collect();
+        loop {
+            let now = now_ms();
+            let mut actions = vec![
+                CommitInfo {
+                    timestamp: now,
+                    operation: "WRITE",
+                    parameters: BTreeMap::from([
+                        ("mode".into(), "Overwrite".into()),
+                        ("partitionBy".into(), "[\"date\"]".into()),
+                        (
+                            "predicate".into(),
+                            format!("date in {} days recomputed", replaced.len()),
+                        ),
+                    ]),
+                    blind_append: false,
                 }
-            })
-            .buffer_unordered(8)
-            .try_collect::<Vec<_>>()
-            .await?;
+                .action(),
+            ];
+            actions.extend(
+                snap.files
+                    .values()
+                    .filter(|a| {
+                        a.partition_values
+                            .get("date")
+                            .and_then(|d| d.as_deref())
+                            .is_some_and(|d| replaced.contains(d))
+                    })
+                    .map(|a| Action::Remove(Remove::of(a, now, true))),
+            );
+            actions.extend(adds.iter().cloned().map(Action::Add));
+            if let CommitOutcome::Committed(_) = delta.commit(&mut snap, actions).await? {
+                break;
+            }
+        }
         metrics::counter!("kvlake_cold_rows_written_total", "table" => table.name).increment(rows);
         Ok(rows)
+    }
+
+    /// The live files of an aggregate table, with their day, read into memory.
+    async fn live_files(&self, table: &Table) -> Result<Vec<(i32, Bytes)>, ColdError> {
+        let delta = DeltaTable::new(&self.lake, agg_table(table));
+        if !delta.exists().await? {
+            return Ok(Vec::new());
+        }
+        let snap = delta.load().await?;
+        let mut out = Vec::with_capacity(snap.files.len());
+        for add in snap.files.values() {
+            let Some(day) = add
+                .partition_values
+                .get("date")
+                .and_then(|d| d.as_deref())
+                .and_then(parse_date)
+                .and_then(|d| i32::try_from(d).ok())
+            else {
+                continue;
+            };
+            let bytes = delta.root().get(&add.path).await?.ok_or_else(|| {
+                ColdError::output(table.name, format!("live file {} is missing", add.path))
+            })?;
+            out.push((day, bytes));
+        }
+        Ok(out)
+    }
+}
+
+/// The Delta definition of an aggregate table: `agg/<name>`, partitioned by `date`.
+pub fn agg_table(table: &Table) -> TableDef {
+    TableDef {
+        path: agg_dir(table.name),
+        file_schema: table.file_schema(),
+        partitions: vec![("date", arrow::datatypes::DataType::Date32)],
+        description: format!("kvlake cold path: {}", table.name),
     }
 }
 
@@ -270,11 +379,11 @@ pub const DEFAULT_CHUNK_ROWS: u64 = 2_000_000;
 
 /// Consecutive days grouped so each group holds about `budget` raw rows (a day is never
 /// split: the daily definitions group by day, so a chunk's result is final for its days).
-fn chunk_days(state: &ColdState, days: &BTreeSet<i32>, budget: u64) -> Vec<Vec<i32>> {
+fn chunk_days(raw: &RawDays, days: &BTreeSet<i32>, budget: u64) -> Vec<Vec<i32>> {
     let mut chunks: Vec<Vec<i32>> = Vec::new();
     let mut rows = 0;
     for &day in days {
-        let day_rows: u64 = state.files_of(day).iter().map(|f| f.rows).sum();
+        let day_rows: u64 = raw.files_of(day).iter().map(|f| f.rows).sum();
         match chunks.last_mut() {
             Some(chunk) if rows + day_rows <= budget => {
                 chunk.push(day);

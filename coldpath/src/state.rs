@@ -1,41 +1,30 @@
-//! The cold path's checkpoint in the lake (`_kvlake/cold/state.json`): how far it has read
-//! each partition's log, and the committed raw files of every day it knows.
+//! The cold path's checkpoint in the lake (`_kvlake/cold/state.json`): the raw table's
+//! version the last run took in. Everything else is read from the tables' Delta logs.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use kvlake_schemas::layout::META_PREFIX;
-use kvlake_schemas::time::{format_date, parse_date};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
-use crate::commits::CommittedRaw;
 use crate::error::ColdError;
 
 /// Where the state lives, relative to the lake root.
 pub const STATE_PATH: &str = "_kvlake/cold/state.json";
-const VERSION: u32 = 1;
-/// What to do about an unreadable state: without it the next run reads every commit again
-/// and recomputes every table, which is always correct.
+const VERSION: u32 = 2;
+/// What to do about an unreadable state: without it the next run recomputes every
+/// table from the raw table, which is always correct.
 const REBUILD_HINT: &str =
-    "delete it, and the next `kvlake cold` recomputes every table from the checkpoint log";
-
-/// One committed raw file, as remembered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RawFile {
-    pub path: String,
-    pub rows: u64,
-}
+    "delete it, and the next `kvlake cold` recomputes every table from the raw table";
 
 /// Everything a run needs to carry on from the previous one.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ColdState {
     pub version: u32,
-    /// Log folder → highest commit sequence already taken in.
-    pub logs: BTreeMap<String, u64>,
-    /// `YYYY-MM-DD` → committed raw files of that day.
-    pub days: BTreeMap<String, Vec<RawFile>>,
+    /// The raw table's version the last run computed from; `None` before the first.
+    #[serde(default)]
+    pub raw_version: Option<i64>,
     /// When the last run finished (RFC 3339).
     #[serde(default)]
     pub updated_at: String,
@@ -48,34 +37,38 @@ fn state_path(root: &Path) -> Path {
 }
 
 impl ColdState {
-    /// Reads the state, or an empty one on the first run.
+    /// Reads the state, or an empty one on the first run. A state of the format before
+    /// Delta tables (version 1, a list of files) starts over: every day is recomputed.
     pub async fn load(store: &Arc<dyn ObjectStore>, root: &Path) -> Result<ColdState, ColdError> {
         debug_assert!(STATE_PATH.starts_with(META_PREFIX));
+        let fresh = ColdState {
+            version: VERSION,
+            ..ColdState::default()
+        };
         let path = state_path(root);
         let bytes = match store.get(&path).await {
             Ok(r) => r
                 .bytes()
                 .await
                 .map_err(|e| ColdError::storage(STATE_PATH, e))?,
-            Err(object_store::Error::NotFound { .. }) => {
-                return Ok(ColdState {
-                    version: VERSION,
-                    ..ColdState::default()
-                });
-            }
+            Err(object_store::Error::NotFound { .. }) => return Ok(fresh),
             Err(e) => return Err(ColdError::storage(STATE_PATH, e)),
         };
         let state: ColdState = serde_json::from_slice(&bytes).map_err(|e| ColdError::Corrupt {
             path: STATE_PATH.into(),
             reason: format!("{e}; {REBUILD_HINT}"),
         })?;
-        if state.version != VERSION {
-            return Err(ColdError::Corrupt {
+        match state.version {
+            VERSION => Ok(state),
+            1 => {
+                tracing::info!("cold state from before Delta tables: recomputing every day once");
+                Ok(fresh)
+            }
+            v => Err(ColdError::Corrupt {
                 path: STATE_PATH.into(),
-                reason: format!("version {} is not {VERSION}; {REBUILD_HINT}", state.version),
-            });
+                reason: format!("version {v} is not {VERSION}; {REBUILD_HINT}"),
+            }),
         }
-        Ok(state)
     }
 
     /// Replaces the state in one write: a crash before it leaves the previous state, and
@@ -90,38 +83,5 @@ impl ColdState {
             .await
             .map(|_| ())
             .map_err(|e| ColdError::storage(STATE_PATH, e))
-    }
-
-    /// Takes in newly committed files; returns the days they touch. A file already known
-    /// (the same batch seen twice) is not added again.
-    pub fn add(&mut self, files: &[CommittedRaw]) -> BTreeSet<i32> {
-        let mut touched = BTreeSet::new();
-        for f in files {
-            let list = self.days.entry(format_date(i64::from(f.day))).or_default();
-            if !list.iter().any(|known| known.path == f.path) {
-                list.push(RawFile {
-                    path: f.path.clone(),
-                    rows: f.rows,
-                });
-            }
-            touched.insert(f.day);
-        }
-        touched
-    }
-
-    /// Every day with committed raw data.
-    pub fn known_days(&self) -> BTreeSet<i32> {
-        self.days
-            .keys()
-            .filter_map(|d| parse_date(d))
-            .filter_map(|d| i32::try_from(d).ok())
-            .collect()
-    }
-
-    /// The committed raw files of `day`.
-    pub fn files_of(&self, day: i32) -> &[RawFile] {
-        self.days
-            .get(&format_date(i64::from(day)))
-            .map_or(&[], Vec::as_slice)
     }
 }

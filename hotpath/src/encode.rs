@@ -8,6 +8,7 @@ use arrow::compute::filter_record_batch;
 use arrow::datatypes::{Date32Type, Int32Type, SchemaRef};
 use bytes::Bytes;
 use kvlake_schemas::deadletter::dead_letter_file_schema;
+use kvlake_schemas::delta::stats::stats_of_file;
 use kvlake_schemas::layout::{DEAD_LETTER_TABLE, RAW_TABLE};
 use kvlake_schemas::raw::raw_file_schema;
 use kvlake_schemas::{DecodeOptions, Decoder, SCHEMA_VERSION, SCHEMA_VERSION_KEY, SourceCoords};
@@ -33,6 +34,8 @@ pub struct EncodedFile {
     pub bytes: Bytes,
     /// Rows in it.
     pub rows: u64,
+    /// Its Delta statistics, read back from the footer just written.
+    pub stats: Option<String>,
 }
 
 /// A closed batch: its files, and what the metrics need to know of it.
@@ -271,16 +274,24 @@ impl OpenBatch {
     pub fn finish(mut self) -> Result<FinishedBatch, ParquetError> {
         self.flush()?;
         let mut files = Vec::new();
-        for (table, writers) in [(RAW_TABLE, self.raw), (DEAD_LETTER_TABLE, self.dead)] {
+        let tables = [
+            (RAW_TABLE, self.raw, raw_file_schema()),
+            (DEAD_LETTER_TABLE, self.dead, dead_letter_file_schema()),
+        ];
+        for (table, writers, schema) in tables {
             for ((day, hour), (w, rows)) in writers {
                 let mut bytes = w.into_inner()?;
                 bytes.shrink_to_fit();
+                let bytes = Bytes::from(bytes);
+                // Without statistics a file is only unskippable, not wrong.
+                let stats = stats_of_file(&bytes, &schema).ok();
                 files.push(EncodedFile {
                     table,
                     day,
                     hour,
-                    bytes: Bytes::from(bytes),
+                    bytes,
                     rows,
+                    stats,
                 });
             }
         }

@@ -6,25 +6,17 @@ use kvlake_schemas::checkpoint::LogError;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HotError {
-    /// The lake URL or its options are wrong.
-    #[error("lake {url}: {detail}")]
+    /// Input the command was given is unusable (a file to convert, ...).
+    #[error("{url}: {detail}")]
     LakeConfig {
-        /// The URL as given.
+        /// What was given.
         url: String,
         /// What is wrong.
         detail: String,
     },
-    /// A storage operation failed for good (after retries).
-    #[error("storage {op} {path} failed: {source}")]
-    Storage {
-        /// Operation.
-        op: &'static str,
-        /// Object path.
-        path: String,
-        /// Cause.
-        #[source]
-        source: Box<object_store::Error>,
-    },
+    /// The lake (storage or a Delta table) failed.
+    #[error(transparent)]
+    Lake(#[from] kvlake_lake::LakeError),
     /// The checkpoint log cannot be continued.
     #[error(transparent)]
     Log(#[from] LogError),

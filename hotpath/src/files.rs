@@ -20,6 +20,7 @@ use crate::log::PartitionLog;
 use crate::messages::Msg;
 use crate::partition::{BatchMeta, Committed, Shared, write_batch};
 use crate::progress::Progress;
+use crate::publish::Tables;
 use crate::spans::BatchSpans;
 use kvlake_schemas::checkpoint::{BatchPlan, LOG_FORMAT_VERSION};
 use kvlake_schemas::time::format_timestamp_micros;
@@ -103,12 +104,13 @@ pub async fn convert_with_progress(
         detail: e.to_string(),
     })?;
     progress.add_total(files.len() as u64);
+    let tables = Tables::open(lake).await?;
     let mut summary = ConvertSummary::default();
     for path in files {
         progress.working_on(&path.display().to_string());
         let log_name = file_log_name(&path);
         let log = PartitionLog::new(lake.clone(), &log_name, 0);
-        let resume = match log.resume().await? {
+        let resume = match log.resume_published(&tables).await? {
             Resume::Fresh => FileResume {
                 seq: 0,
                 from_line: 1,
@@ -139,6 +141,7 @@ pub async fn convert_with_progress(
             commit_kafka_offsets: false,
             queued_bytes: None,
             progress: progress.clone(),
+            tables: tables.clone(),
         };
         let source = path.display().to_string();
         let handle = tokio::runtime::Handle::current();

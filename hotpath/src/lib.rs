@@ -9,13 +9,19 @@ pub mod config;
 pub mod encode;
 pub mod error;
 pub mod files;
-pub mod lake;
+pub mod lake {
+    //! The lake lives in `kvlake-lake`; re-exported for the binary.
+    pub use kvlake_lake::LakeError;
+    pub use kvlake_lake::store::*;
+}
 pub mod log;
 pub mod messages;
 pub mod metrics;
+pub mod migrate;
 pub mod partition;
 pub mod pipeline;
 pub mod progress;
+pub mod publish;
 pub mod source;
 pub(crate) mod spans;
 

@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::HotError;
 use crate::lake::{Created, Lake};
+use crate::publish::Tables;
 
 /// Whether this writer still owns the partition after a create-if-absent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,8 +98,23 @@ impl PartitionLog {
             .as_u64()
     }
 
+    /// [`PartitionLog::resume`], after publishing the last commit to the Delta tables if a
+    /// crash came between the two: every earlier commit was published before the next
+    /// plan was written, so the last one is the only one that can be missing.
+    pub async fn resume_published(&self, tables: &Tables) -> Result<Resume, HotError> {
+        let (resume, last_commit) = self.resume_with_last().await?;
+        if let Some(c) = last_commit {
+            tables.publish(&c).await?;
+        }
+        Ok(resume)
+    }
+
     /// Where this partition resumes: from the last commit, or by re-running the last plan.
     pub async fn resume(&self) -> Result<Resume, HotError> {
+        Ok(self.resume_with_last().await?.0)
+    }
+
+    async fn resume_with_last(&self) -> Result<(Resume, Option<BatchCommit>), HotError> {
         let (plans, commits) = self.entries().await?;
         let last_plan = match plans.last() {
             Some(&s) => self.read::<BatchPlan>(s, LogEntryKind::Plan).await?,
@@ -108,12 +124,9 @@ impl PartitionLog {
             Some(&s) => self.read::<BatchCommit>(s, LogEntryKind::Commit).await?,
             None => None,
         };
-        Ok(checkpoint::resume(
-            &self.topic,
-            self.partition,
-            last_plan,
-            last_commit.as_ref(),
-        )?)
+        let resume =
+            checkpoint::resume(&self.topic, self.partition, last_plan, last_commit.as_ref())?;
+        Ok((resume, last_commit))
     }
 
     /// Every commit, in order: what a reader that follows the log sees.

@@ -3,7 +3,7 @@
 //! The `metrics` facade costs nothing until the binary installs an exporter.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Records (raw rows + dead letters) of committed batches.
@@ -26,8 +26,8 @@ pub const BATCH_DURATION: &str = "kvlake_hot_batch_duration_seconds";
 pub const COMMIT_LATENCY: &str = "kvlake_hot_commit_latency_seconds";
 /// Unix time of the last commit; its age is `time() - kvlake_hot_last_commit_timestamp_seconds`.
 pub const LAST_COMMIT: &str = "kvlake_hot_last_commit_timestamp_seconds";
-/// Storage operations retried after a transient error.
-pub const STORAGE_RETRIES: &str = "kvlake_hot_storage_retries_total";
+/// Storage operations retried after a transient error (counted by the lake crate).
+pub use kvlake_lake::store::STORAGE_RETRIES;
 /// Errors the Kafka consumer reported (librdkafka retries them).
 pub const BROKER_ERRORS: &str = "kvlake_hot_broker_errors_total";
 /// Partitions this instance reads.
@@ -123,8 +123,6 @@ pub fn batch_committed(f: &BatchFigures, now_unix_seconds: f64) {
 pub struct Health {
     /// Partitions being read.
     pub partitions: AtomicUsize,
-    /// False while a storage operation is failing and being retried.
-    pub storage_ok: AtomicBool,
     /// Unix ms of the last commit (0: none yet).
     pub last_commit_unix_ms: AtomicI64,
 }
@@ -132,19 +130,17 @@ pub struct Health {
 /// The process's health state.
 pub static HEALTH: Health = Health {
     partitions: AtomicUsize::new(0),
-    storage_ok: AtomicBool::new(true),
     last_commit_unix_ms: AtomicI64::new(0),
 };
 
-/// A storage operation is failing and will be retried.
-pub fn storage_retrying() {
-    metrics::counter!(STORAGE_RETRIES).increment(1);
-    HEALTH.storage_ok.store(false, Ordering::Relaxed);
+/// False while a storage operation is failing and being retried.
+pub fn storage_healthy() -> bool {
+    kvlake_lake::store::storage_healthy()
 }
 
 /// A storage operation succeeded.
 pub fn storage_ok() {
-    HEALTH.storage_ok.store(true, Ordering::Relaxed);
+    kvlake_lake::store::storage_recovered();
 }
 
 /// Partitions read changed.

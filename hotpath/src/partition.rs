@@ -25,6 +25,7 @@ use crate::lake::Lake;
 use crate::log::{Fence, PartitionLog};
 use crate::messages::{Chunk, Msg, PartitionReport};
 use crate::progress::Progress;
+use crate::publish::Tables;
 use crate::source::{KafkaConsumer, commit_offset};
 use crate::spans::{self, BatchSpans};
 
@@ -73,6 +74,8 @@ pub struct Shared {
     pub queued_bytes: Option<Arc<std::sync::atomic::AtomicUsize>>,
     /// Told of each committed batch (progress bars).
     pub progress: Progress,
+    /// The Delta tables each commit is published to.
+    pub tables: Tables,
 }
 
 impl std::fmt::Debug for Shared {
@@ -518,6 +521,7 @@ async fn write_batch_in_span(
             table: f.table.to_string(),
             rows: f.rows,
             bytes: f.bytes.len() as u64,
+            stats: f.stats,
         });
         let lake = shared.lake.clone();
         async move { lake.put(&path, f.bytes).await }
@@ -556,6 +560,14 @@ async fn write_batch_in_span(
         return Ok(lost(&by));
     }
     fail::fail_point!("after-commit");
+    // The Delta tables follow the log: readers of the tables see the batch from here on.
+    // A crash before this point leaves it for the next start (`PartitionLog::resume`).
+    shared
+        .tables
+        .publish(&commit)
+        .instrument(commit_span.clone())
+        .await?;
+    fail::fail_point!("after-delta");
     if let Some(c) = shared
         .consumer
         .as_ref()

@@ -33,6 +33,7 @@ use crate::log::PartitionLog;
 use crate::messages::{Chunk, Msg, PartitionReport};
 use crate::partition::{PartitionTask, Shared, Signals, StartPoint};
 use crate::progress::Progress;
+use crate::publish::Tables;
 use crate::source::{self, KafkaConsumer, RebalanceEvent};
 
 /// What a run did.
@@ -116,9 +117,11 @@ pub async fn run_with_progress(
             .clamp(2 * cores, all.len().max(2 * cores)),
         _ => all.len(),
     };
+    let tables = Tables::open(&lake).await?;
     let mut router = Router::new(
         &config,
         lake,
+        tables,
         consumer.clone(),
         stop.clone(),
         active.min(all.len()),
@@ -196,6 +199,7 @@ impl Router {
     fn new(
         config: &HotConfig,
         lake: Lake,
+        tables: Tables,
         consumer: Arc<KafkaConsumer>,
         stop: CancellationToken,
         partitions: usize,
@@ -236,6 +240,7 @@ impl Router {
             commit_kafka_offsets: config.commit_kafka_offsets,
             queued_bytes: Some(pending_bytes.clone()),
             progress,
+            tables,
         };
         Router {
             config: config.clone(),
@@ -276,7 +281,7 @@ impl Router {
         for &p in parts {
             let (low, high) = wm.get(&p).copied().unwrap_or((0, 0));
             let log = PartitionLog::new(self.shared.lake.clone(), &topic, p);
-            let (seq, offset, rerun) = match log.resume().await? {
+            let (seq, offset, rerun) = match log.resume_published(&self.shared.tables).await? {
                 Resume::Fresh => {
                     let o = match (&self.config.start, by_time.get(&p)) {
                         (_, Some(&o)) => o,

@@ -53,6 +53,10 @@ pub enum Command {
     Convert(ConvertArgs),
     /// Build the historical tables (daily aggregates, baselines, anomalies) from committed raw data.
     Cold(ColdArgs),
+    /// Merge the small files of closed hours, apply retention, checkpoint and VACUUM every table.
+    Compact(CompactArgs),
+    /// Turn a lake written before Delta tables into Delta tables in place (no data rewritten).
+    Migrate(MigrateArgs),
     /// Write synthetic Key Vault AuditEvent traffic to stdout.
     Generate(GenerateArgs),
     /// Run the whole pipeline on an embedded broker and a local lake; no cloud account needed.
@@ -137,6 +141,15 @@ pub struct HotArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grace: Option<String>,
+    /// As a service: merge the small files of hours closed this long ago, every 15 min
+    /// (`off` to leave it to `kvlake compact`; default 2h)
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compact_after: Option<String>,
+    /// As a service: remove partitions older than this from the tables, e.g. 400d (off by default)
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention: Option<String>,
     /// Where partitions with an empty checkpoint start: earliest, latest, or JSON {"0":42,"1":-2}
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -284,9 +297,10 @@ pub struct ConvertArgs {
     pub output_prefix: Option<String>,
 }
 
-/// Flags of `kvlake cold`.
-#[derive(Debug, Args)]
-pub struct ColdArgs {
+/// Where a lake command (`cold`, `compact`, `migrate`) finds the lake: the same
+/// settings, identity and secret references as `kvlake hot`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct LakeArgs {
     /// Lake URL (the hot path's, or a replay's <lake>/<prefix>); else `lake` from --config
     #[arg(long, env = "KVLAKE_LAKE")]
     pub lake: Option<String>,
@@ -300,6 +314,14 @@ pub struct ColdArgs {
     /// authentication, identity and secret references are read from it
     #[arg(long, env = "KVLAKE_CONFIG")]
     pub config: Option<PathBuf>,
+}
+
+/// Flags of `kvlake cold`.
+#[derive(Debug, Args)]
+pub struct ColdArgs {
+    /// The lake.
+    #[command(flatten)]
+    pub lake: LakeArgs,
     /// TOML file of anomaly thresholds (the keys of coldpath/sql/defaults.toml);
     /// KVLAKE_COLD_<KEY> variables override it
     #[arg(long, env = "KVLAKE_COLD_THRESHOLDS")]
@@ -319,6 +341,39 @@ pub struct ColdArgs {
     /// Print the effective thresholds as TOML and exit
     #[arg(long)]
     pub show_settings: bool,
+}
+
+/// Flags of `kvlake compact`.
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    /// The lake.
+    #[command(flatten)]
+    pub lake: LakeArgs,
+    /// Compact an hour once it ended this long ago (late events land as new small files
+    /// in closed hours; the next run merges them too)
+    #[arg(long, default_value = "2h", value_parser = humantime::parse_duration)]
+    pub older_than: std::time::Duration,
+    /// Merged files grow to about this size, e.g. 128MiB
+    #[arg(long, default_value = "128MiB")]
+    pub target_size: String,
+    /// Remove partitions whose time range ended longer ago than this (data retention,
+    /// e.g. 400d); off by default
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub retention: Option<std::time::Duration>,
+    /// Delete files removed from the tables longer ago than this (at least 1h; default 7d)
+    #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+    pub vacuum_retention: std::time::Duration,
+    /// Only merge small files; no retention, checkpoint, log cleanup or VACUUM
+    #[arg(long)]
+    pub compact_only: bool,
+}
+
+/// Flags of `kvlake migrate`.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The lake.
+    #[command(flatten)]
+    pub lake: LakeArgs,
 }
 
 /// Output format of `kvlake generate`.

@@ -63,6 +63,8 @@ fn main() -> ExitCode {
             Command::Hot(args) => commands::hot::run(args, shutdown).await,
             Command::Convert(args) => commands::convert::run(args).await,
             Command::Cold(args) => commands::cold::run(args).await,
+            Command::Compact(args) => commands::compact::run(args).await,
+            Command::Migrate(args) => commands::migrate::run(args).await,
             Command::Generate(args) => commands::generate::run(args),
             Command::Demo(args) => commands::demo::run(args).await,
             Command::Config(cli::ConfigCommand::Show(args)) => commands::config::show(args).await,

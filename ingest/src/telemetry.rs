@@ -64,7 +64,7 @@ async fn metrics(handle: PrometheusHandle) -> String {
 /// Ready when partitions are assigned and storage is not failing.
 async fn readyz() -> (StatusCode, String) {
     let partitions = HEALTH.partitions.load(Ordering::Relaxed);
-    let storage_ok = HEALTH.storage_ok.load(Ordering::Relaxed);
+    let storage_ok = kvlake_hotpath::metrics::storage_healthy();
     let last = HEALTH.last_commit_unix_ms.load(Ordering::Relaxed);
     let body =
         format!("partitions={partitions} storage_ok={storage_ok} last_commit_unix_ms={last}\n");

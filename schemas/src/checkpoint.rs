@@ -41,6 +41,9 @@ pub struct CommittedFile {
     pub rows: u64,
     /// Size in bytes.
     pub bytes: u64,
+    /// Delta statistics of the file (absent in logs written before Delta tables).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<String>,
 }
 
 /// Written create-if-absent after a batch's files: the batch is part of the table.

@@ -7,6 +7,7 @@
 pub mod checkpoint;
 pub mod deadletter;
 pub mod decode;
+pub mod delta;
 pub mod layout;
 pub mod raw;
 pub mod resource;

@@ -70,6 +70,10 @@ async fn every_record_exactly_once_until_caught_up_on_azurite() -> Result<()> {
         &ledger.expected(),
         &lake_coordinates(&local.path().join("kv"))?,
     )?;
+    assert_exactly_once(
+        &ledger.expected(),
+        &kvlake_tests::delta::deltalake_python_coordinates(&local.path().join("kv"))?,
+    )?;
     Ok(())
 }
 
@@ -270,6 +274,17 @@ fn every_record_exactly_once_after_twenty_kills() -> Result<()> {
         );
     }
     assert_exactly_once(&ledger.expected(), &lake_coordinates(lake.path())?)?;
+    // The same through delta-rs, the reader behind Fabric's and Polars' Delta support.
+    assert_exactly_once(
+        &ledger.expected(),
+        &kvlake_tests::delta::deltalake_python_coordinates(lake.path())?,
+    )?;
+    let raw = kvlake_tests::delta::replay(&lake.path().join("raw"))?;
+    assert!(
+        raw.from_checkpoint.is_some() || raw.version < 20,
+        "a checkpoint every 20 versions (at version {})",
+        raw.version
+    );
     Ok(())
 }
 

@@ -830,7 +830,10 @@ async fn check_storage(
         ),
         Ok(Err(e)) => {
             let text = e.to_string();
-            let (status, fix) = if let kvlake_hotpath::HotError::Storage { source, .. } = &e {
+            let (status, fix) = if let kvlake_hotpath::HotError::Lake(
+                kvlake_hotpath::lake::LakeError::Storage { source, .. },
+            ) = &e
+            {
                 match source.as_ref() {
                     object_store::Error::PermissionDenied { .. }
                     | object_store::Error::Unauthenticated { .. } => {

@@ -11,7 +11,7 @@ use kvlake_coldpath::{ColdJob, Rebuild, Step, Thresholds};
 use kvlake_hotpath::Lake;
 use kvlake_schemas::time::{format_date, parse_date};
 
-use crate::cli::{ColdArgs, HotArgs};
+use crate::cli::{ColdArgs, HotArgs, LakeArgs};
 use crate::progress::Progress;
 use crate::{identity, settings};
 
@@ -58,7 +58,7 @@ fn span(days: &[i32]) -> String {
 }
 
 /// The lake with the same settings, identity and secret references as `kvlake hot`.
-async fn open_lake(args: &ColdArgs) -> Result<Lake> {
+pub async fn open_lake(args: &LakeArgs) -> Result<Lake> {
     let hot = HotArgs {
         config: args.config.clone(),
         lake: args.lake.clone(),
@@ -101,7 +101,7 @@ pub async fn run(args: &ColdArgs) -> Result<()> {
     } else {
         None
     };
-    let lake = open_lake(args).await?;
+    let lake = open_lake(&args.lake).await?;
     let (store, root) = lake.store();
     let progress = Progress::new("cold", "steps");
     let bar = progress.clone();
@@ -117,7 +117,7 @@ pub async fn run(args: &ColdArgs) -> Result<()> {
                     bar.inc(1);
                     tracing::info!(table = name, step = done, of = all, "cold: computing");
                 }
-                Step::Scan => tracing::info!("cold: reading the checkpoint log"),
+                Step::Scan => tracing::info!("cold: reading the raw table's log"),
                 Step::Save => bar.inc(1),
             }
         });
@@ -129,15 +129,15 @@ pub async fn run(args: &ColdArgs) -> Result<()> {
     progress.finish("done");
     if report.days_computed.is_empty() {
         println!(
-            "cold: nothing new in {} ({} commits read); the tables are up to date",
+            "cold: nothing new in {} (raw table at version {}); the tables are up to date",
             lake.display(),
-            report.commits_read
+            report.raw_version
         );
         return Ok(());
     }
     println!(
-        "cold: {} commits read; recomputed {} from {} raw files ({} rows); re-analysed {} in {:.1} s",
-        report.commits_read,
+        "cold: raw table at version {}; recomputed {} from {} raw files ({} rows); re-analysed {} in {:.1} s",
+        report.raw_version,
         span(&report.days_computed),
         report.raw_files,
         report.raw_rows,

@@ -67,6 +67,20 @@ pub async fn run(args: &HotArgs, shutdown: CancellationToken) -> Result<()> {
     } else {
         Progress::hidden()
     };
+    // A service keeps its tables small itself; a scheduled job leaves it to `kvlake compact`.
+    if cfg.mode != RunMode::UntilCaughtUp && spec.output_prefix.is_none() {
+        let settings = &prepared.settings;
+        if let Some(opts) = super::compact::service_options(
+            settings.compact_after.as_deref(),
+            settings.retention.as_deref(),
+        )? {
+            tokio::spawn(super::compact::service_loop(
+                lake.clone(),
+                opts,
+                endpoints.clone(),
+            ));
+        }
+    }
     let summary =
         kvlake_hotpath::run_with_progress(cfg, lake, shutdown, Arc::new(progress.clone()))
             .await

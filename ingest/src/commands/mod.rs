@@ -2,9 +2,11 @@
 
 pub mod check;
 pub mod cold;
+pub mod compact;
 pub mod config;
 pub mod convert;
 pub mod demo;
 pub mod generate;
 pub mod hot;
+pub mod migrate;
 pub mod mock_broker;

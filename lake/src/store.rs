@@ -2,18 +2,41 @@
 //! reaches) under one root, with retries for transient errors and create-if-absent puts.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use url::Url;
 
-use crate::error::HotError;
+use crate::LakeError;
+
+/// Storage operations retried after a transient error (counter; named for the hot path,
+/// which is where operators watch it).
+pub const STORAGE_RETRIES: &str = "kvlake_hot_storage_retries_total";
+
+/// False from a retried storage operation until the next success: `/readyz` says so.
+static STORAGE_OK: AtomicBool = AtomicBool::new(true);
+
+/// Whether storage answered the last operation without a transient error.
+pub fn storage_healthy() -> bool {
+    STORAGE_OK.load(Ordering::Relaxed)
+}
+
+/// A storage operation succeeded after retries, or a batch committed.
+pub fn storage_recovered() {
+    STORAGE_OK.store(true, Ordering::Relaxed);
+}
+
+fn storage_retrying() {
+    metrics::counter!(STORAGE_RETRIES).increment(1);
+    STORAGE_OK.store(false, Ordering::Relaxed);
+}
 
 /// How hard storage operations are retried before the batch gives up (uncommitted).
 #[derive(Debug, Clone, Copy)]
@@ -61,6 +84,17 @@ impl std::fmt::Debug for LakeAuth {
     }
 }
 
+/// An object in a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Path relative to the lake root.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last modified, milliseconds since the epoch.
+    pub modified_ms: i64,
+}
+
 /// A lake root in an object store.
 #[derive(Debug, Clone)]
 pub struct Lake {
@@ -79,7 +113,7 @@ impl Lake {
         url: &str,
         options: &[(String, String)],
         output_prefix: Option<&str>,
-    ) -> Result<Lake, HotError> {
+    ) -> Result<Lake, LakeError> {
         Lake::open_with(url, options, output_prefix, &LakeAuth::default())
     }
 
@@ -89,14 +123,14 @@ impl Lake {
         options: &[(String, String)],
         output_prefix: Option<&str>,
         auth: &LakeAuth,
-    ) -> Result<Lake, HotError> {
+    ) -> Result<Lake, LakeError> {
         // A SAS URL carries its token in the query: keep it out of every message.
         let query = Url::parse(url)
             .ok()
             .and_then(|u| u.query().map(str::to_string))
             .filter(|q| !q.is_empty());
         let shown = Url::parse(url).map_or_else(|_| url.to_string(), |u| redact_url(&u));
-        let err = |detail: String| HotError::LakeConfig {
+        let err = |detail: String| LakeError::Config {
             url: shown.clone(),
             detail: match &query {
                 Some(q) => detail.replace(q.as_str(), "[REDACTED]"),
@@ -223,18 +257,18 @@ impl Lake {
     }
 
     /// Writes (or overwrites) an object.
-    pub async fn put(&self, rel: &str, bytes: Bytes) -> Result<(), HotError> {
+    pub async fn put(&self, rel: &str, bytes: Bytes) -> Result<(), LakeError> {
         let path = self.path(rel);
         (|| async { self.store.put(&path, PutPayload::from_bytes(bytes.clone())).await.map(|_| ()) })
             .retry(self.backoff())
             .when(is_transient)
             .notify(|e, d| tracing::warn!(op = "put", path = %path, error = %e, retry_in = ?d, "storage unavailable, retrying"))
             .await
-            .map_err(|source| HotError::Storage { op: "put", path: path.to_string(), source: Box::new(source) })
+            .map_err(|source| LakeError::Storage { op: "put", path: path.to_string(), source: Box::new(source) })
     }
 
     /// Creates an object only if it does not exist: the fence of the checkpoint log.
-    pub async fn put_if_absent(&self, rel: &str, bytes: Bytes) -> Result<Created, HotError> {
+    pub async fn put_if_absent(&self, rel: &str, bytes: Bytes) -> Result<Created, LakeError> {
         let path = self.path(rel);
         let opts = || PutOptions {
             mode: PutMode::Create,
@@ -251,7 +285,7 @@ impl Lake {
                 object_store::Error::AlreadyExists { .. }
                 | object_store::Error::Precondition { .. },
             ) => Ok(Created::AlreadyExists),
-            Err(source) => Err(HotError::Storage {
+            Err(source) => Err(LakeError::Storage {
                 op: "create",
                 path: path.to_string(),
                 source: Box::new(source),
@@ -260,7 +294,7 @@ impl Lake {
     }
 
     /// Reads an object; `None` if it does not exist.
-    pub async fn get(&self, rel: &str) -> Result<Option<Bytes>, HotError> {
+    pub async fn get(&self, rel: &str) -> Result<Option<Bytes>, LakeError> {
         let path = self.path(rel);
         let result = (|| async { self.store.get(&path).await?.bytes().await })
             .retry(self.backoff())
@@ -270,7 +304,7 @@ impl Lake {
         match result {
             Ok(b) => Ok(Some(b)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(source) => Err(HotError::Storage {
+            Err(source) => Err(LakeError::Storage {
                 op: "get",
                 path: path.to_string(),
                 source: Box::new(source),
@@ -279,7 +313,7 @@ impl Lake {
     }
 
     /// Lists every object under a folder, recursively: paths relative to the lake root, and sizes.
-    pub async fn list(&self, rel_dir: &str) -> Result<Vec<(String, u64)>, HotError> {
+    pub async fn list(&self, rel_dir: &str) -> Result<Vec<(String, u64)>, LakeError> {
         self.list_from(rel_dir, None).await
     }
 
@@ -289,7 +323,7 @@ impl Lake {
         &self,
         rel_dir: &str,
         rel_offset: &str,
-    ) -> Result<Vec<(String, u64)>, HotError> {
+    ) -> Result<Vec<(String, u64)>, LakeError> {
         self.list_from(rel_dir, Some(self.path(rel_offset))).await
     }
 
@@ -297,7 +331,26 @@ impl Lake {
         &self,
         rel_dir: &str,
         offset: Option<Path>,
-    ) -> Result<Vec<(String, u64)>, HotError> {
+    ) -> Result<Vec<(String, u64)>, LakeError> {
+        Ok(self
+            .list_objects(rel_dir, offset)
+            .await?
+            .into_iter()
+            .map(|o| (o.path, o.size))
+            .collect())
+    }
+
+    /// Lists every object under a folder with its size and last-modified time
+    /// (what VACUUM and log cleanup decide by).
+    pub async fn list_meta(&self, rel_dir: &str) -> Result<Vec<ObjectInfo>, LakeError> {
+        self.list_objects(rel_dir, None).await
+    }
+
+    async fn list_objects(
+        &self,
+        rel_dir: &str,
+        offset: Option<Path>,
+    ) -> Result<Vec<ObjectInfo>, LakeError> {
         let dir = self.path(rel_dir);
         let listing = || async {
             match &offset {
@@ -315,8 +368,8 @@ impl Lake {
             .when(is_transient)
             .notify(|e, d| tracing::warn!(op = "list", path = %dir, error = %e, retry_in = ?d, "storage unavailable, retrying"))
             .await
-            .map_err(|source| HotError::Storage { op: "list", path: dir.to_string(), source: Box::new(source) })?;
-        let mut out: Vec<(String, u64)> = items
+            .map_err(|source| LakeError::Storage { op: "list", path: dir.to_string(), source: Box::new(source) })?;
+        let mut out: Vec<ObjectInfo> = items
             .into_iter()
             .filter_map(|m| {
                 let rel: Vec<_> = m
@@ -324,19 +377,38 @@ impl Lake {
                     .prefix_match(&self.root)?
                     .map(|p| p.as_ref().to_string())
                     .collect();
-                Some((rel.join("/"), m.size))
+                Some(ObjectInfo {
+                    path: rel.join("/"),
+                    size: m.size,
+                    modified_ms: m.last_modified.timestamp_millis(),
+                })
             })
             .collect();
-        out.sort();
+        out.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(out)
     }
 
+    /// Whether anything exists under a folder (one listing page, not the whole tree).
+    pub async fn has_any(&self, rel_dir: &str) -> Result<bool, LakeError> {
+        let dir = self.path(rel_dir);
+        let first = (|| async { self.store.list(Some(&dir)).next().await.transpose() })
+            .retry(self.backoff())
+            .when(is_transient)
+            .await
+            .map_err(|source| LakeError::Storage {
+                op: "list",
+                path: dir.to_string(),
+                source: Box::new(source),
+            })?;
+        Ok(first.is_some())
+    }
+
     /// Deletes an object; missing is fine.
-    pub async fn delete(&self, rel: &str) -> Result<(), HotError> {
+    pub async fn delete(&self, rel: &str) -> Result<(), LakeError> {
         let path = self.path(rel);
         match self.store.delete(&path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(source) => Err(HotError::Storage {
+            Err(source) => Err(LakeError::Storage {
                 op: "delete",
                 path: path.to_string(),
                 source: Box::new(source),
@@ -374,7 +446,7 @@ fn is_transient(e: &object_store::Error) -> bool {
             | object_store::Error::InvalidPath { .. }
     );
     if transient {
-        crate::metrics::storage_retrying();
+        storage_retrying();
     }
     transient
 }
