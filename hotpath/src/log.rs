@@ -219,6 +219,42 @@ fn to_json<T: serde::Serialize>(v: &T) -> Bytes {
     Bytes::from(serde_json::to_vec_pretty(v).unwrap_or_default())
 }
 
+/// Deletes the checkpoint-log entries no restart needs: a partition resumes from its
+/// newest plan and commit, and every commit before the newest is already in the Delta
+/// tables, so all but the newest `keep` entries of each log can go. Keeps a year of
+/// service from leaving millions of small objects; returns how many were deleted.
+pub async fn prune(lake: &Lake, keep: u64) -> Result<usize, HotError> {
+    use futures::StreamExt;
+    let root = format!("{}/log", kvlake_schemas::layout::META_PREFIX);
+    let mut by_dir: std::collections::BTreeMap<String, Vec<(u64, String)>> = Default::default();
+    for (path, _) in lake.list(&root).await? {
+        let Some((dir, name)) = path.rsplit_once('/') else {
+            continue;
+        };
+        if let Some((seq, _)) = parse_log_entry_name(name) {
+            by_dir.entry(dir.to_string()).or_default().push((seq, path));
+        }
+    }
+    let doomed: Vec<String> = by_dir
+        .into_values()
+        .flat_map(|entries| {
+            let newest = entries.iter().map(|(s, _)| *s).max().unwrap_or(0);
+            entries
+                .into_iter()
+                .filter(move |(s, _)| s + keep < newest)
+                .map(|(_, p)| p)
+        })
+        .collect();
+    let n = doomed.len();
+    let results: Vec<Result<(), HotError>> = futures::stream::iter(doomed)
+        .map(|p| async move { lake.delete(&p).await.map_err(HotError::from) })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    results.into_iter().collect::<Result<Vec<()>, _>>()?;
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -366,6 +366,9 @@ pub struct CompactArgs {
     /// Only merge small files; no retention, checkpoint, log cleanup or VACUUM
     #[arg(long)]
     pub compact_only: bool,
+    /// Checkpoint-log entries kept per partition (older ones are in the Delta tables)
+    #[arg(long, default_value_t = 100, hide = true)]
+    pub keep_log_entries: u64,
 }
 
 /// Flags of `kvlake migrate`.

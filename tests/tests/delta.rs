@@ -226,6 +226,17 @@ async fn vacuum_deletes_only_what_no_snapshot_can_read_and_retention_goes_throug
         &deltalake_python_coordinates(dir.path())?,
     )?;
 
+    // The checkpoint log keeps only its newest entries, and a restart still resumes.
+    kvlake(&["compact", "--lake", &url, "--keep-log-entries", "2"])?;
+    let plans = kvlake_tests::find_files(dir.path(), ".plan.json").count();
+    ensure!(plans <= 2 * 3, "pruned to the newest entries per partition ({plans} plans)");
+    let (code, _, stderr) = run_to_end(
+        hot_command(&broker.bootstrap, TOPIC, &url, &["--until-caught-up"]),
+        Duration::from_secs(60),
+    )?;
+    ensure!(code == 0, "{stderr}");
+    assert_exactly_once(&ledger.expected(), &lake_coordinates(dir.path())?)?;
+
     // Retention: every partition of the generated (past) days ends before `now - 1 day`.
     let removed = expire(&table, 24 * 3_600_000).await?;
     ensure!(removed > 0, "retention removed the old partitions");

@@ -17,6 +17,9 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::CompactArgs;
 use crate::settings::parse_size;
 
+/// Checkpoint-log entries kept per partition (the rest are in the Delta tables).
+const LOG_ENTRIES_KEPT: u64 = 100;
+
 /// Row groups of merged files (as the hot path writes them).
 const ROW_GROUP_ROWS: usize = 128 * 1024;
 
@@ -61,6 +64,7 @@ pub async fn run_once(
     lake: &Lake,
     opts: &MaintainOptions,
     compact_only: bool,
+    keep_log_entries: u64,
 ) -> Result<Vec<(String, MaintainReport)>> {
     let mut out = Vec::new();
     for table in tables(lake) {
@@ -77,6 +81,12 @@ pub async fn run_once(
             maintain(&table, opts).await?
         };
         out.push((name, report));
+    }
+    if !compact_only {
+        let pruned = kvlake_hotpath::log::prune(lake, keep_log_entries).await?;
+        if pruned > 0 {
+            tracing::info!(pruned, "checkpoint-log entries already in the Delta tables deleted");
+        }
     }
     Ok(out)
 }
@@ -120,7 +130,7 @@ pub async fn service_loop(lake: Lake, opts: MaintainOptions, stop: CancellationT
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(SERVICE_INTERVAL) => {}
         }
-        match run_once(&lake, &opts, false).await {
+        match run_once(&lake, &opts, false, LOG_ENTRIES_KEPT).await {
             Ok(reports) => {
                 for (table, r) in reports
                     .iter()
@@ -158,7 +168,7 @@ pub async fn run(args: &CompactArgs) -> Result<()> {
         args.vacuum_retention,
     )?;
     let lake = super::cold::open_lake(&args.lake).await?;
-    let reports = run_once(&lake, &opts, args.compact_only)
+    let reports = run_once(&lake, &opts, args.compact_only, args.keep_log_entries)
         .await
         .context("compaction stopped (run it again: it resumes)")?;
     if reports.is_empty() {
