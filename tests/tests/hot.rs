@@ -74,6 +74,30 @@ async fn every_record_exactly_once_until_caught_up_on_azurite() -> Result<()> {
         &ledger.expected(),
         &kvlake_tests::delta::deltalake_python_coordinates(&local.path().join("kv"))?,
     )?;
+    // Compaction, checkpoint and VACUUM through Azure's create-if-absent commits.
+    let mut compact: Vec<String> = ["compact", "--lake", "az://lake/kv", "--older-than", "0s"]
+        .map(String::from)
+        .to_vec();
+    compact.extend(az.options());
+    let out = std::process::Command::new(kvlake_tests::kvlake_bin())
+        .args(&compact)
+        .output()?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let after = tempfile::tempdir()?;
+    download_azurite(&az, "lake", after.path()).await?;
+    let raw = after.path().join("kv/raw");
+    assert!(
+        kvlake_tests::delta::replay(&raw)?.from_checkpoint.is_some(),
+        "maintenance wrote a checkpoint on Azure"
+    );
+    let before = kvlake_tests::delta::live_files(&local.path().join("kv/raw"))?.len();
+    let merged = kvlake_tests::delta::live_files(&raw)?.len();
+    assert!(merged < before, "compaction merged files on Azure ({before} -> {merged})");
+    assert_exactly_once(&ledger.expected(), &lake_coordinates(&after.path().join("kv"))?)?;
+    assert_exactly_once(
+        &ledger.expected(),
+        &kvlake_tests::delta::deltalake_python_coordinates(&after.path().join("kv"))?,
+    )?;
     Ok(())
 }
 
