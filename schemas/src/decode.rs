@@ -270,7 +270,13 @@ impl<'a> Row<'a> {
         }
     }
 
+    /// Sets a column. An empty value (null, `""`) never replaces a value: two names can
+    /// feed one column (`identity_claim_oid_g` and its long form in one `AzureDiagnostics`
+    /// row), and a Log Analytics row carries both, one of them empty.
     fn set(&mut self, col: usize, v: Flex<'a>, path: &Cow<'static, str>, key: Cow<'a, str>) {
+        if v.is_empty() && !self.vals[col].is_empty() {
+            return;
+        }
         if let Some(i) = NAMED.iter().position(|&n| n == col) {
             self.names[i] = Some((path.clone(), key));
         }
@@ -296,7 +302,7 @@ impl<'a> Row<'a> {
     /// Takes in what a nested parse (an object held as JSON text) found.
     fn absorb(&mut self, inner: Row<'_>) {
         for (col, v) in inner.vals.into_iter().enumerate() {
-            if v != Flex::Absent {
+            if v != Flex::Absent && !(v.is_empty() && !self.vals[col].is_empty()) {
                 self.vals[col] = v.into_owned();
             }
         }
