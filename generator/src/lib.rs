@@ -298,8 +298,8 @@ impl Generator {
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
         self.write_event(&event, Defect::None, &mut scratch);
-        let value = serde_json::from_slice(&scratch)
-            .expect("the record writer always produces valid JSON");
+        let value =
+            serde_json::from_slice(&scratch).expect("the record writer always produces valid JSON");
         self.scratch = scratch;
         value
     }

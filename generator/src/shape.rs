@@ -148,9 +148,9 @@ fn typed_bool(v: Value) -> Value {
 
 fn is_uuid(s: &str) -> bool {
     s.len() == 36
-        && s.bytes()
-            .enumerate()
-            .all(|(i, b)| matches!(i, 8 | 13 | 18 | 23) == (b == b'-') && (b == b'-' || b.is_ascii_hexdigit()))
+        && s.bytes().enumerate().all(|(i, b)| {
+            matches!(i, 8 | 13 | 18 | 23) == (b == b'-') && (b == b'-' || b.is_ascii_hexdigit())
+        })
 }
 
 /// Runs of characters other than letters and digits become one `_`, as Log Analytics
@@ -223,9 +223,15 @@ fn azure_diagnostics(tenant: &str, rec: Map<String, Value>) -> Value {
         match (key.as_str(), value) {
             ("resourceId", Value::String(id)) => {
                 let (subscription, group, kind, name) = resource_parts(&id);
-                out.insert("SubscriptionId".into(), Value::String(subscription.to_ascii_lowercase()));
+                out.insert(
+                    "SubscriptionId".into(),
+                    Value::String(subscription.to_ascii_lowercase()),
+                );
                 out.insert("ResourceGroup".into(), Value::String(group));
-                out.insert("ResourceProvider".into(), Value::String("MICROSOFT.KEYVAULT".into()));
+                out.insert(
+                    "ResourceProvider".into(),
+                    Value::String("MICROSOFT.KEYVAULT".into()),
+                );
                 out.insert("ResourceType".into(), Value::String(kind));
                 out.insert("Resource".into(), Value::String(name));
                 out.insert("_ResourceId".into(), Value::String(id.to_ascii_lowercase()));
@@ -236,7 +242,11 @@ fn azure_diagnostics(tenant: &str, rec: Map<String, Value>) -> Value {
                     match (k.as_str(), v) {
                         ("claim", Value::Object(claims)) => {
                             for (claim, v) in claims {
-                                put_flat(&mut out, &format!("identity_claim_{}", flatten_name(&claim)), v);
+                                put_flat(
+                                    &mut out,
+                                    &format!("identity_claim_{}", flatten_name(&claim)),
+                                    v,
+                                );
                             }
                         }
                         (_, v) => put_flat(&mut out, &format!("identity_{k}"), v),
@@ -306,7 +316,10 @@ fn azkv_audit_logs(tenant: &str, rec: Map<String, Value>) -> Value {
         match (key.as_str(), value) {
             ("resourceId", Value::String(id)) => {
                 let (subscription, ..) = resource_parts(&id);
-                out.insert("_SubscriptionId".into(), Value::String(subscription.to_ascii_lowercase()));
+                out.insert(
+                    "_SubscriptionId".into(),
+                    Value::String(subscription.to_ascii_lowercase()),
+                );
                 out.insert("_ResourceId".into(), Value::String(id.to_ascii_lowercase()));
             }
             // The table holds one category.
@@ -390,7 +403,10 @@ fn managed_hsm(tenant: &str, rec: Map<String, Value>) -> Value {
             ("resourceId", Value::String(id)) => {
                 let (_, group, _, name) = resource_parts(&id);
                 out.insert("resourceGroup".into(), Value::String(group));
-                out.insert("resourceProvider".into(), Value::String("MICROSOFT.KEYVAULT".into()));
+                out.insert(
+                    "resourceProvider".into(),
+                    Value::String("MICROSOFT.KEYVAULT".into()),
+                );
                 out.insert("resource".into(), Value::String(name.clone()));
                 pool = name.to_ascii_lowercase();
                 out.insert("resourceId".into(), Value::String(id));
@@ -399,7 +415,10 @@ fn managed_hsm(tenant: &str, rec: Map<String, Value>) -> Value {
                 if let Some(Value::Object(claims)) = identity.remove("claim") {
                     identity.insert("claim".into(), Value::Object(hsm_claims(claims)));
                 }
-                out.insert("identity".into(), Value::String(Value::Object(identity).to_string()));
+                out.insert(
+                    "identity".into(),
+                    Value::String(Value::Object(identity).to_string()),
+                );
             }
             ("properties", Value::Object(mut props)) => {
                 for k in ["clientInfo", "httpStatusCode", "requestUri"] {

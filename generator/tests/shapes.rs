@@ -58,7 +58,12 @@ fn decode(bytes: &[u8], shape: Option<kvlake_schemas::Shape>) -> RecordBatch {
         d.decode_message(line, &coords);
     }
     let DecodeOutput { raw, dead_letter } = d.finish();
-    assert_eq!(dead_letter.num_rows(), 0, "{:?}", dead_letter.column_by_name("message"));
+    assert_eq!(
+        dead_letter.num_rows(),
+        0,
+        "{:?}",
+        dead_letter.column_by_name("message")
+    );
     raw
 }
 
@@ -124,12 +129,28 @@ fn assert_same_columns(want: &RecordBatch, got: &RecordBatch, what: &str) {
 #[test]
 fn every_shape_of_the_same_events_decodes_to_the_same_columns() {
     for seed in [1, 7] {
-        let want = decode(&generate(seed, Shape::DiagnosticSettings, Format::Lines), None);
+        let want = decode(
+            &generate(seed, Shape::DiagnosticSettings, Format::Lines),
+            None,
+        );
         assert_eq!(want.num_rows(), RECORDS);
         // The comparison means something only if the columns are filled.
-        for name in ["identity_object_id", "identity_upn", "vault_name", "object_name", "http_status_code", "nested_properties", "secret_properties", "key_properties", "identity_network_perimeter_ids"] {
+        for name in [
+            "identity_object_id",
+            "identity_upn",
+            "vault_name",
+            "object_name",
+            "http_status_code",
+            "nested_properties",
+            "secret_properties",
+            "key_properties",
+            "identity_network_perimeter_ids",
+        ] {
             let col = want.column_by_name(name).unwrap();
-            assert!(col.null_count() < col.len(), "seed {seed}: {name} is never filled");
+            assert!(
+                col.null_count() < col.len(),
+                "seed {seed}: {name} is never filled"
+            );
         }
         for shape in Shape::ALL {
             let bytes = generate(seed, shape, Format::Lines);
@@ -144,7 +165,10 @@ fn every_shape_of_the_same_events_decodes_to_the_same_columns() {
 
 #[test]
 fn envelopes_of_other_shapes_decode_too() {
-    let want = decode(&generate(3, Shape::DiagnosticSettings, Format::Envelope), None);
+    let want = decode(
+        &generate(3, Shape::DiagnosticSettings, Format::Envelope),
+        None,
+    );
     for shape in Shape::ALL {
         let got = decode(&generate(3, shape, Format::Envelope), None);
         assert_same_columns(&want, &got, &format!("{shape} envelopes"));
@@ -160,12 +184,21 @@ fn rows_look_like_their_documentation() {
     };
     let ad = first(Shape::AzureDiagnostics);
     assert_eq!(ad["Type"], "AzureDiagnostics");
-    assert!(ad.get("TimeGenerated").is_some() && ad.get("httpStatusCode_d").is_some(), "{ad}");
+    assert!(
+        ad.get("TimeGenerated").is_some() && ad.get("httpStatusCode_d").is_some(),
+        "{ad}"
+    );
     let azkv = first(Shape::AzkvAuditLogs);
     assert_eq!(azkv["Type"], "AZKVAuditLogs");
-    assert!(azkv.get("HttpStatusCode").is_some() && azkv.get("_ResourceId").is_some(), "{azkv}");
+    assert!(
+        azkv.get("HttpStatusCode").is_some() && azkv.get("_ResourceId").is_some(),
+        "{azkv}"
+    );
     let hsm = first(Shape::ManagedHsm);
-    assert!(hsm.get("httpStatusCode").is_some() && hsm.get("PoolName").is_some(), "{hsm}");
+    assert!(
+        hsm.get("httpStatusCode").is_some() && hsm.get("PoolName").is_some(),
+        "{hsm}"
+    );
     if let Some(identity) = hsm.get("identity") {
         assert!(identity.is_string(), "{hsm}");
     }

@@ -33,8 +33,8 @@ use crate::time::{day_and_hour, parse_timestamp_micros};
 
 pub mod shape;
 
-pub use shape::{Shape, UnknownShape};
 use shape::{ANY, Evidence, Slot, claim_slot, is_claim_namespace, property_slot, top_slot};
+pub use shape::{Shape, UnknownShape};
 
 /// Where a message came from: written to every row it produces.
 #[derive(Debug, Clone, Copy)]
@@ -204,8 +204,9 @@ impl Flex<'_> {
             Flex::Absent | Flex::Null => serde_json::Value::Null,
             Flex::Bool(b) => serde_json::Value::Bool(*b),
             Flex::Str(s) => serde_json::Value::String(s.to_string()),
-            Flex::Num(t) | Flex::Compound(t) => serde_json::from_str(t)
-                .unwrap_or_else(|_| serde_json::Value::String(t.to_string())),
+            Flex::Num(t) | Flex::Compound(t) => {
+                serde_json::from_str(t).unwrap_or_else(|_| serde_json::Value::String(t.to_string()))
+            }
         }
     }
 }
@@ -273,6 +274,8 @@ impl<'a> Row<'a> {
     /// Sets a column. An empty value (null, `""`) never replaces a value: two names can
     /// feed one column (`identity_claim_oid_g` and its long form in one `AzureDiagnostics`
     /// row), and a Log Analytics row carries both, one of them empty.
+    // A `&Cow` so that the usual static paths are kept by copying a pointer, not the text.
+    #[allow(clippy::ptr_arg)]
     fn set(&mut self, col: usize, v: Flex<'a>, path: &Cow<'static, str>, key: Cow<'a, str>) {
         if v.is_empty() && !self.vals[col].is_empty() {
             return;
@@ -302,7 +305,7 @@ impl<'a> Row<'a> {
     /// Takes in what a nested parse (an object held as JSON text) found.
     fn absorb(&mut self, inner: Row<'_>) {
         for (col, v) in inner.vals.into_iter().enumerate() {
-            if v != Flex::Absent && !(v.is_empty() && !self.vals[col].is_empty()) {
+            if v != Flex::Absent && (!v.is_empty() || self.vals[col].is_empty()) {
                 self.vals[col] = v.into_owned();
             }
         }

@@ -478,15 +478,22 @@ mod tests {
             Some(c::IDENTITY_IP_ADDRESS)
         );
         assert!(is_claim_namespace("http_schemas_microsoft_com_identity"));
-        assert!(is_claim_namespace("http_schemas_microsoft_com_identity.claims"));
-        assert!(!is_claim_namespace("http_schemas_microsoft_com_identity_claims_objectidentifier"));
+        assert!(is_claim_namespace(
+            "http_schemas_microsoft_com_identity.claims"
+        ));
+        assert!(!is_claim_namespace(
+            "http_schemas_microsoft_com_identity_claims_objectidentifier"
+        ));
         assert!(!is_claim_namespace("newclaim"));
     }
 
     #[test]
     fn flattened_columns() {
         assert_eq!(strip_type_suffix("httpStatusCode_d"), "httpStatusCode");
-        assert_eq!(strip_type_suffix("identity_claim_oid_g"), "identity_claim_oid");
+        assert_eq!(
+            strip_type_suffix("identity_claim_oid_g"),
+            "identity_claim_oid"
+        );
         assert_eq!(strip_type_suffix("xms_az_nwperimid"), "xms_az_nwperimid");
         assert_eq!(
             flattened_slot("httpStatusCode_s"),

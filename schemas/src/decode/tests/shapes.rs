@@ -37,7 +37,13 @@ fn cell(b: &RecordBatch, col: usize, row: usize) -> Option<String> {
 
 /// Row `i` of `a` and row `j` of `b` hold the same values, but for [`NOT_COMPARED`];
 /// `resource_id` case aside (`AZKVAuditLogs` has only the lower-cased `_ResourceId`).
-pub(super) fn assert_same_columns(a: &RecordBatch, i: usize, b: &RecordBatch, j: usize, what: &str) {
+pub(super) fn assert_same_columns(
+    a: &RecordBatch,
+    i: usize,
+    b: &RecordBatch,
+    j: usize,
+    what: &str,
+) {
     for (col, meta) in COLUMNS.iter().enumerate() {
         if NOT_COMPARED.contains(&meta.name) {
             continue;
@@ -64,7 +70,9 @@ fn decode_one(msg: &str) -> RecordBatch {
 }
 
 fn extra(b: &RecordBatch) -> serde_json::Value {
-    text(b, "extra", 0).map_or(serde_json::Value::Null, |t| serde_json::from_str(&t).unwrap())
+    text(b, "extra", 0).map_or(serde_json::Value::Null, |t| {
+        serde_json::from_str(&t).unwrap()
+    })
 }
 
 /// Key Vault logging (learn.microsoft.com/azure/key-vault/general/logging): a SecretGet.
@@ -92,9 +100,18 @@ fn azurediagnostics_row_fills_the_columns_of_the_diagnostic_settings_record() {
     let want = decode_one(DIAGNOSTIC_SETTINGS);
     let got = decode_one(AZURE_DIAGNOSTICS);
     assert_same_columns(&want, 0, &got, 0, "AzureDiagnostics");
-    assert_eq!(text(&got, "identity_object_id", 0).as_deref(), Some("11111111-2222-3333-4444-555555555555"));
-    assert_eq!(text(&got, "vault_name", 0).as_deref(), Some("example-vault"));
-    assert_eq!(text(&got, "object_name", 0).as_deref(), Some("example-secret"));
+    assert_eq!(
+        text(&got, "identity_object_id", 0).as_deref(),
+        Some("11111111-2222-3333-4444-555555555555")
+    );
+    assert_eq!(
+        text(&got, "vault_name", 0).as_deref(),
+        Some("example-vault")
+    );
+    assert_eq!(
+        text(&got, "object_name", 0).as_deref(),
+        Some("example-secret")
+    );
     assert_eq!(int32(&got, "http_status_code", 0), Some(200));
     // Workspace columns kept; the empty cells of other resources' columns are not data.
     assert_eq!(
@@ -130,7 +147,13 @@ fn azkvauditlogs_row_fills_the_columns_of_the_diagnostic_settings_record() {
         row[k] = inner;
     }
     let got = decode_one(&row.to_string());
-    assert_same_columns(&want, 0, &got, 0, "AZKVAuditLogs, dynamic columns as objects");
+    assert_same_columns(
+        &want,
+        0,
+        &got,
+        0,
+        "AZKVAuditLogs, dynamic columns as objects",
+    );
 }
 
 #[test]
@@ -138,8 +161,14 @@ fn managed_hsm_record_fills_the_columns_of_the_diagnostic_settings_record() {
     let want = decode_one(MANAGED_HSM_AS_DIAGNOSTIC_SETTINGS);
     let got = decode_one(MANAGED_HSM);
     assert_same_columns(&want, 0, &got, 0, "Managed HSM");
-    assert_eq!(text(&got, "identity_object_id", 0).as_deref(), Some("11111111-2222-3333-4444-555555555555"));
-    assert_eq!(text(&got, "identity_upn", 0).as_deref(), Some("admin@contoso.com"));
+    assert_eq!(
+        text(&got, "identity_object_id", 0).as_deref(),
+        Some("11111111-2222-3333-4444-555555555555")
+    );
+    assert_eq!(
+        text(&got, "identity_upn", 0).as_deref(),
+        Some("admin@contoso.com")
+    );
     assert_eq!(text(&got, "vault_name", 0).as_deref(), Some("contosomhsm"));
     assert_eq!(int32(&got, "http_status_code", 0), Some(202));
     assert_eq!(
@@ -163,18 +192,33 @@ fn managed_hsm_record_fills_the_columns_of_the_diagnostic_settings_record() {
         r#"\"http_schemas_microsoft_com_identity.claims.objectidentifier\":\"11111111-2222-3333-4444-555555555555\""#,
     );
     assert_ne!(dotted, MANAGED_HSM);
-    assert_same_columns(&want, 0, &decode_one(&dotted), 0, "Managed HSM, dotted claim");
+    assert_same_columns(
+        &want,
+        0,
+        &decode_one(&dotted),
+        0,
+        "Managed HSM, dotted claim",
+    );
 }
 
 #[test]
 fn each_record_of_a_file_is_read_in_its_own_shape() {
-    let lines = [DIAGNOSTIC_SETTINGS, AZURE_DIAGNOSTICS, AZKV_AUDIT_LOGS, MANAGED_HSM].join("\n");
+    let lines = [
+        DIAGNOSTIC_SETTINGS,
+        AZURE_DIAGNOSTICS,
+        AZKV_AUDIT_LOGS,
+        MANAGED_HSM,
+    ]
+    .join("\n");
     let out = decode(&lines);
     assert_eq!(out.dead_letter.num_rows(), 0, "{:?}", reasons(&out));
     assert_eq!(out.raw.num_rows(), 4);
     assert_same_columns(&out.raw, 0, &out.raw, 1, "row 1");
     assert_same_columns(&out.raw, 0, &out.raw, 2, "row 2");
-    assert_eq!(text(&out.raw, "operation_name", 3).as_deref(), Some("BackupCreate"));
+    assert_eq!(
+        text(&out.raw, "operation_name", 3).as_deref(),
+        Some("BackupCreate")
+    );
 }
 
 #[test]
@@ -205,7 +249,10 @@ fn a_forced_shape_reads_only_its_own_names() {
         let out = decode_as(msg, shape);
         assert_eq!(reasons(&out), vec![(Some(0), "missing_field".to_string())]);
         let m = text(&out.dead_letter, "message", 0).unwrap();
-        assert!(m.contains(shape.label()) && m.contains(&format!("`{field}`")), "{m}");
+        assert!(
+            m.contains(shape.label()) && m.contains(&format!("`{field}`")),
+            "{m}"
+        );
     }
     // Forced to diagnostic settings, an HSM's request fields at the top are unknown fields.
     let out = decode_as(MANAGED_HSM, Shape::DiagnosticSettings);
@@ -217,17 +264,26 @@ fn a_forced_shape_reads_only_its_own_names() {
 fn errors_name_the_shape_and_the_field_as_the_record_spells_it() {
     let cases = [
         (
-            AZURE_DIAGNOSTICS.replace(r#""httpStatusCode_d":200.0"#, r#""httpStatusCode_s":"two hundred""#),
+            AZURE_DIAGNOSTICS.replace(
+                r#""httpStatusCode_d":200.0"#,
+                r#""httpStatusCode_s":"two hundred""#,
+            ),
             "AzureDiagnostics row",
             "httpStatusCode_s",
         ),
         (
-            AZKV_AUDIT_LOGS.replace(r#""IsRbacAuthorized":false"#, r#""IsRbacAuthorized":"perhaps""#),
+            AZKV_AUDIT_LOGS.replace(
+                r#""IsRbacAuthorized":false"#,
+                r#""IsRbacAuthorized":"perhaps""#,
+            ),
             "AZKVAuditLogs row",
             "IsRbacAuthorized",
         ),
         (
-            AZKV_AUDIT_LOGS.replace(r#""TimeGenerated":"2025-01-07T20:00:00.0483028Z""#, r#""TimeGenerated":"yesterday""#),
+            AZKV_AUDIT_LOGS.replace(
+                r#""TimeGenerated":"2025-01-07T20:00:00.0483028Z""#,
+                r#""TimeGenerated":"yesterday""#,
+            ),
             "AZKVAuditLogs row",
             "TimeGenerated",
         ),
@@ -249,9 +305,16 @@ fn errors_name_the_shape_and_the_field_as_the_record_spells_it() {
     ];
     for (msg, label, field) in cases {
         let out = decode(&msg);
-        assert_eq!(reasons(&out), vec![(Some(0), "uncoercible_value".to_string())], "{field}");
+        assert_eq!(
+            reasons(&out),
+            vec![(Some(0), "uncoercible_value".to_string())],
+            "{field}"
+        );
         let m = text(&out.dead_letter, "message", 0).unwrap();
-        assert!(m.contains(label) && m.contains(&format!("`{field}`")), "{m}");
+        assert!(
+            m.contains(label) && m.contains(&format!("`{field}`")),
+            "{m}"
+        );
     }
 }
 
@@ -259,7 +322,9 @@ fn errors_name_the_shape_and_the_field_as_the_record_spells_it() {
 fn flattened_objects_of_azurediagnostics_are_rebuilt() {
     let row = r#"{"TimeGenerated":"2026-11-01T10:00:00Z","OperationName":"VaultGet","Type":"AzureDiagnostics","properties_sku_Family_s":"A","properties_sku_Name_s":"standard","properties_enableSoftDelete_b":true,"properties_softDeleteRetentionInDays_d":90,"properties_tenantId_g":"","secretProperties_attributes_enabled_b":true,"secretProperties_contentType_s":"text/plain","addedAccessPolicy_Permissions_keys_s":"[\"get\"]"}"#;
     let b = decode_one(row);
-    let json = |col: &str| -> serde_json::Value { serde_json::from_str(&text(&b, col, 0).unwrap()).unwrap() };
+    let json = |col: &str| -> serde_json::Value {
+        serde_json::from_str(&text(&b, col, 0).unwrap()).unwrap()
+    };
     assert_eq!(
         json("nested_properties"),
         serde_json::json!({"sku": {"Family": "A", "Name": "standard"}, "enableSoftDelete": true, "softDeleteRetentionInDays": 90})
@@ -268,5 +333,8 @@ fn flattened_objects_of_azurediagnostics_are_rebuilt() {
         json("secret_properties"),
         serde_json::json!({"attributes": {"enabled": true}, "contentType": "text/plain"})
     );
-    assert_eq!(extra(&b)["addedAccessPolicy_Permissions_keys_s"], "[\"get\"]");
+    assert_eq!(
+        extra(&b)["addedAccessPolicy_Permissions_keys_s"],
+        "[\"get\"]"
+    );
 }
