@@ -3,8 +3,11 @@
 
 mod attack;
 mod record;
+mod shape;
 mod text;
 mod world;
+
+pub use shape::Shape;
 
 use std::collections::VecDeque;
 
@@ -47,6 +50,9 @@ pub struct GeneratorConfig {
     pub bad_message_rate: f64,
     /// Attack patterns to inject (default none).
     pub attacks: Vec<Attack>,
+    /// The shape records are written in (default the diagnostic-settings record). The
+    /// events are the same in every shape: only their encoding differs.
+    pub shape: Shape,
 }
 
 impl Default for GeneratorConfig {
@@ -60,6 +66,7 @@ impl Default for GeneratorConfig {
             events_per_second: 50.0,
             bad_message_rate: 0.0,
             attacks: Vec::new(),
+            shape: Shape::DiagnosticSettings,
         }
     }
 }
@@ -288,15 +295,13 @@ impl Generator {
     /// The next record, as a JSON value (key order is not kept).
     pub fn next_record(&mut self) -> serde_json::Value {
         let event = self.next_event();
-        self.scratch.clear();
-        write_record(
-            &self.world,
-            &mut self.rng,
-            &event,
-            Defect::None,
-            &mut self.scratch,
-        );
-        serde_json::from_slice(&self.scratch).expect("the record writer always produces valid JSON")
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        self.write_event(&event, Defect::None, &mut scratch);
+        let value =
+            serde_json::from_slice(&scratch).expect("the record writer always produces valid JSON");
+        self.scratch = scratch;
+        value
     }
 
     /// Attacks injected so far (event time has reached them), in injection order.
@@ -313,7 +318,7 @@ impl Generator {
             Format::Lines => {
                 for _ in 0..records {
                     let event = self.next_event();
-                    write_record(&self.world, &mut self.rng, &event, Defect::None, out);
+                    self.write_event(&event, Defect::None, out);
                     out.push(b'\n');
                 }
                 records
@@ -358,7 +363,7 @@ impl Generator {
             }
             let event = self.next_event();
             first_time.get_or_insert(event.time);
-            write_record(&self.world, &mut self.rng, &event, Defect::None, out);
+            self.write_event(&event, Defect::None, out);
         }
         out.extend_from_slice(b"]}");
         (
@@ -386,13 +391,23 @@ impl Generator {
         let event = normal_event(&self.world, &mut self.rng, time, None);
         let start = out.len();
         out.extend_from_slice(b"{\"records\":[");
-        write_record(&self.world, &mut self.rng, &event, defect, out);
+        self.write_event(&event, defect, out);
         out.extend_from_slice(b"]}");
         if reason == "invalid_json" {
             // Any proper prefix of a JSON object is incomplete.
             out.truncate(start + (out.len() - start) / 2);
         }
         (MessageKind::Bad { reason }, time)
+    }
+
+    /// Appends the record of `event` in the configured shape.
+    fn write_event(&mut self, event: &Event, defect: Defect, out: &mut Vec<u8>) {
+        let start = out.len();
+        write_record(&self.world, &mut self.rng, event, defect, out);
+        if self.config.shape != Shape::DiagnosticSettings {
+            let record = out.split_off(start);
+            shape::reshape(&self.world.tenant, self.config.shape, &record, out);
+        }
     }
 
     /// Event time of the next event, without taking it.

@@ -7,7 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::text::{
     TimeStyle, push_ip, push_json_str, push_padded, push_time, push_u64, push_uuid, uuid_v4,
 };
-use crate::world::{OPS, Shape, Target, Vault, World, chance, push_object_name};
+use crate::world::{KeyOrder, OPS, Target, Vault, World, chance, push_object_name};
 
 /// The operation of an event: one of the normal mix, or any name an attack asks for.
 #[derive(Clone, Debug, PartialEq)]
@@ -318,9 +318,9 @@ pub(crate) fn write_record(
     let Some(vault) = world.vaults.get(event.vault) else {
         return out.extend_from_slice(b"{}");
     };
-    let order = match vault.shape {
-        Shape::EventHub => &EVENT_HUB_ORDER,
-        Shape::Archive => &ARCHIVE_ORDER,
+    let order = match vault.order {
+        KeyOrder::EventHub => &EVENT_HUB_ORDER,
+        KeyOrder::Archive => &ARCHIVE_ORDER,
     };
     let identity = world.identities.get(event.identity);
     let api_version = identity.map_or("7.4", |identity| identity.api_version);

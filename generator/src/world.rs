@@ -252,7 +252,7 @@ pub(crate) struct Identity {
 
 /// The order of a record's keys; each vault's diagnostic setting uses one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Shape {
+pub(crate) enum KeyOrder {
     /// The order of the Event Hubs export.
     EventHub,
     /// The order of the storage-account archive, with an extra `location` field.
@@ -268,7 +268,7 @@ pub(crate) struct Vault {
     pub resource_id: String,
     pub location: &'static str,
     pub rbac: bool,
-    pub shape: Shape,
+    pub order: KeyOrder,
     pub secrets: usize,
     pub keys: usize,
     pub certificates: usize,
@@ -544,7 +544,7 @@ impl World {
                     resource_id,
                     location: LOCATIONS[below(rng, LOCATIONS.len())],
                     rbac: chance(rng, 0.8),
-                    shape: if i % 4 == 3 { Shape::Archive } else { Shape::EventHub },
+                    order: if i % 4 == 3 { KeyOrder::Archive } else { KeyOrder::EventHub },
                     secrets: rng.random_range(5..=60),
                     keys: rng.random_range(2..=15),
                     certificates: rng.random_range(1..=8),

@@ -267,6 +267,10 @@ fn convert_file(
             break;
         }
         line_no += 1;
+        // A UTF-8 byte-order mark (files saved by Windows tools) is not part of line 1.
+        if line_no == 1 && first.starts_with(b"\xEF\xBB\xBF") {
+            first = first.split_off(3);
+        }
         if !blank(&first) {
             break;
         }

@@ -388,6 +388,34 @@ pub enum GenerateFormat {
     Lines,
 }
 
+/// `kvlake generate --shape`: names as `kvlake_schemas::Shape::name` spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GenerateShape {
+    /// The record a diagnostic setting sends to Event Hubs or a storage account.
+    #[value(name = "diagnostic-settings")]
+    DiagnosticSettings,
+    /// A row of the Log Analytics AzureDiagnostics table (flattened, type-suffixed columns).
+    #[value(name = "azurediagnostics")]
+    AzureDiagnostics,
+    /// A row of the Log Analytics AZKVAuditLogs table.
+    #[value(name = "azkvauditlogs")]
+    AzkvAuditLogs,
+    /// A Managed HSM AuditEvent record.
+    #[value(name = "managedhsm")]
+    ManagedHsm,
+}
+
+impl From<GenerateShape> for kvlake_generator::Shape {
+    fn from(s: GenerateShape) -> Self {
+        match s {
+            GenerateShape::DiagnosticSettings => kvlake_generator::Shape::DiagnosticSettings,
+            GenerateShape::AzureDiagnostics => kvlake_generator::Shape::AzureDiagnostics,
+            GenerateShape::AzkvAuditLogs => kvlake_generator::Shape::AzkvAuditLogs,
+            GenerateShape::ManagedHsm => kvlake_generator::Shape::ManagedHsm,
+        }
+    }
+}
+
 /// Flags of `kvlake generate`.
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
@@ -400,6 +428,10 @@ pub struct GenerateArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = GenerateFormat::Envelope)]
     pub format: GenerateFormat,
+    /// Shape of the records: the same events as a diagnostic-settings record, a Log
+    /// Analytics AzureDiagnostics or AZKVAuditLogs row, or a Managed HSM record
+    #[arg(long, value_enum, default_value_t = GenerateShape::DiagnosticSettings)]
+    pub shape: GenerateShape,
     /// Fraction of messages replaced by malformed ones (envelope format), e.g. 0.01
     #[arg(long, default_value_t = 0.0)]
     pub bad_rate: f64,

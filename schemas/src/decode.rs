@@ -3,9 +3,15 @@
 //!
 //! A message is the diagnostic-settings envelope `{"records": [...]}`, a bare record, or
 //! several JSON values one after another (JSON lines, the storage-archive `PT1H.json`
-//! format). Envelopes take a fast path: one pass splits the `records` array into raw
-//! slices, a second decodes each record straight into column values, borrowing strings
-//! from the input where they hold no escapes.
+//! format); a UTF-8 byte-order mark before it is skipped. Envelopes take a fast path: one
+//! pass splits the `records` array into raw slices, a second decodes each record straight
+//! into column values, borrowing strings from the input where they hold no escapes.
+//!
+//! Each record may take any of the [`Shape`]s of the same Key Vault `AuditEvent`: the
+//! diagnostic-settings record, a Log Analytics `AzureDiagnostics` or `AZKVAuditLogs` row,
+//! or the Managed HSM record. The shape is told per record from its keys (see
+//! [`shape`] for the rules and Microsoft's references), or forced with [`Decoder::set_shape`];
+//! every shape fills the same columns.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -24,6 +30,11 @@ use crate::deadletter::{Reason, dead_letter_schema};
 use crate::raw::{COLUMNS, Kind, raw_schema};
 use crate::resource::{parse_object_uri, parse_resource_id};
 use crate::time::{day_and_hour, parse_timestamp_micros};
+
+pub mod shape;
+
+use shape::{ANY, Evidence, Slot, claim_slot, is_claim_namespace, property_slot, top_slot};
+pub use shape::{Shape, UnknownShape};
 
 /// Where a message came from: written to every row it produces.
 #[derive(Debug, Clone, Copy)]
@@ -131,18 +142,14 @@ pub(crate) mod c {
     pub const COUNT: usize = 51;
 }
 
-/// The source field name of a column, for error messages.
-fn source_name(col: usize) -> &'static str {
-    match col {
-        c::TIME => "time",
-        c::OPERATION_NAME => "operationName",
-        c::DURATION_MS => "durationMs",
-        c::HTTP_STATUS_CODE => "properties.httpStatusCode",
-        c::IS_ACCESS_POLICY_MATCH => "properties.isAccessPolicyMatch",
-        c::IS_RBAC_AUTHORIZED => "properties.isRbacAuthorized",
-        _ => COLUMNS[col].name,
-    }
-}
+/// The columns whose values can fail coercion: their source field is remembered for messages.
+const NAMED: [usize; 5] = [
+    c::TIME,
+    c::DURATION_MS,
+    c::HTTP_STATUS_CODE,
+    c::IS_ACCESS_POLICY_MATCH,
+    c::IS_RBAC_AUTHORIZED,
+];
 
 /// A JSON value as it arrived, before coercion to its column's type.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -151,10 +158,57 @@ enum Flex<'a> {
     Absent,
     Null,
     Bool(bool),
-    Num(&'a str),
+    Num(Cow<'a, str>),
     Str(Cow<'a, str>),
     /// An object or array, as JSON text.
-    Compound(&'a str),
+    Compound(Cow<'a, str>),
+}
+
+impl Flex<'_> {
+    fn into_owned(self) -> Flex<'static> {
+        let own = |s: Cow<'_, str>| Cow::Owned(s.into_owned());
+        match self {
+            Flex::Absent => Flex::Absent,
+            Flex::Null => Flex::Null,
+            Flex::Bool(b) => Flex::Bool(b),
+            Flex::Num(n) => Flex::Num(own(n)),
+            Flex::Str(s) => Flex::Str(own(s)),
+            Flex::Compound(t) => Flex::Compound(own(t)),
+        }
+    }
+
+    /// Null or an empty string: how Log Analytics writes a cell that has no value.
+    fn is_empty(&self) -> bool {
+        match self {
+            Flex::Absent | Flex::Null => true,
+            Flex::Str(s) => s.is_empty(),
+            _ => false,
+        }
+    }
+
+    /// The value as JSON text again.
+    fn json(&self) -> Cow<'_, str> {
+        match self {
+            Flex::Absent | Flex::Null => Cow::Borrowed("null"),
+            Flex::Bool(true) => Cow::Borrowed("true"),
+            Flex::Bool(false) => Cow::Borrowed("false"),
+            Flex::Num(n) | Flex::Compound(n) => Cow::Borrowed(n),
+            Flex::Str(s) => {
+                Cow::Owned(serde_json::to_string(s.as_ref()).unwrap_or_else(|_| "null".into()))
+            }
+        }
+    }
+
+    fn to_value(&self) -> serde_json::Value {
+        match self {
+            Flex::Absent | Flex::Null => serde_json::Value::Null,
+            Flex::Bool(b) => serde_json::Value::Bool(*b),
+            Flex::Str(s) => serde_json::Value::String(s.to_string()),
+            Flex::Num(t) | Flex::Compound(t) => {
+                serde_json::from_str(t).unwrap_or_else(|_| serde_json::Value::String(t.to_string()))
+            }
+        }
+    }
 }
 
 /// Reads a raw JSON value cheaply: strings without escapes are borrowed, numbers stay text.
@@ -165,8 +219,9 @@ fn flex(raw: &RawValue) -> Flex<'_> {
             let inner = &t[1..t.len() - 1];
             if inner.contains('\\') {
                 // Valid JSON by construction, so this only fails on lone surrogates.
-                serde_json::from_str::<String>(t)
-                    .map_or(Flex::Compound(t), |s| Flex::Str(Cow::Owned(s)))
+                serde_json::from_str::<String>(t).map_or(Flex::Compound(Cow::Borrowed(t)), |s| {
+                    Flex::Str(Cow::Owned(s))
+                })
             } else {
                 Flex::Str(Cow::Borrowed(inner))
             }
@@ -174,17 +229,31 @@ fn flex(raw: &RawValue) -> Flex<'_> {
         Some(b'n') => Flex::Null,
         Some(b't') => Flex::Bool(true),
         Some(b'f') => Flex::Bool(false),
-        Some(b'{' | b'[') => Flex::Compound(t),
-        _ => Flex::Num(t),
+        Some(b'{' | b'[') => Flex::Compound(Cow::Borrowed(t)),
+        _ => Flex::Num(Cow::Borrowed(t)),
     }
 }
+
+/// A member of a flattened `AzureDiagnostics` object: its column, its key, where the
+/// member path is in the key, and its value.
+type FlatMember<'a> = (usize, Cow<'a, str>, (usize, usize), Flex<'a>);
 
 /// One record's values, indexed by column.
 struct Row<'a> {
     vals: Vec<Flex<'a>>,
+    /// Fields kvlake does not know: `"path":value` pairs, comma-separated, no braces yet.
     extra: String,
-    /// Set when identity/properties/claim is neither an object nor null.
-    bad_shape: Option<&'static str>,
+    /// The same for unknown fields that are null or empty: dropped for Log Analytics rows,
+    /// whose every row carries every column of the table, most of them empty.
+    extra_empty: String,
+    /// Set when identity/properties/claim is neither an object, JSON text of one, nor null.
+    bad_shape: Option<String>,
+    /// The field each [`NAMED`] column came from (path, key), for error messages.
+    names: [Option<(Cow<'static, str>, Cow<'a, str>)>; NAMED.len()],
+    time_generated: Option<Flex<'a>>,
+    la_resource_id: Option<Flex<'a>>,
+    flat: Vec<FlatMember<'a>>,
+    ev: Evidence,
 }
 
 impl<'a> Row<'a> {
@@ -192,19 +261,86 @@ impl<'a> Row<'a> {
         Row {
             vals: vec![Flex::Absent; c::COUNT],
             extra: String::new(),
+            extra_empty: String::new(),
             bad_shape: None,
+            names: Default::default(),
+            time_generated: None,
+            la_resource_id: None,
+            flat: Vec::new(),
+            ev: Evidence::default(),
         }
     }
 
-    fn push_extra(&mut self, prefix: &str, key: &str, raw: &RawValue) {
-        self.extra
-            .push(if self.extra.is_empty() { '{' } else { ',' });
-        let path = format!("{prefix}{key}");
+    /// Sets a column. An empty value (null, `""`) never replaces a value: two names can
+    /// feed one column (`identity_claim_oid_g` and its long form in one `AzureDiagnostics`
+    /// row), and a Log Analytics row carries both, one of them empty.
+    // A `&Cow` so that the usual static paths are kept by copying a pointer, not the text.
+    #[allow(clippy::ptr_arg)]
+    fn set(&mut self, col: usize, v: Flex<'a>, path: &Cow<'static, str>, key: Cow<'a, str>) {
+        if v.is_empty() && !self.vals[col].is_empty() {
+            return;
+        }
+        if let Some(i) = NAMED.iter().position(|&n| n == col) {
+            self.names[i] = Some((path.clone(), key));
+        }
+        self.vals[col] = v;
+    }
+
+    fn push_extra(&mut self, path: &str, key: &str, v: &Flex<'_>) {
+        let buf = if v.is_empty() {
+            &mut self.extra_empty
+        } else {
+            &mut self.extra
+        };
+        if !buf.is_empty() {
+            buf.push(',');
+        }
+        let full = format!("{path}{key}");
         // Key text comes from JSON, so it may need escaping again.
-        self.extra
-            .push_str(&serde_json::to_string(&path).unwrap_or_else(|_| "\"?\"".into()));
-        self.extra.push(':');
-        self.extra.push_str(raw.get());
+        buf.push_str(&serde_json::to_string(&full).unwrap_or_else(|_| "\"?\"".into()));
+        buf.push(':');
+        buf.push_str(&v.json());
+    }
+
+    /// Takes in what a nested parse (an object held as JSON text) found.
+    fn absorb(&mut self, inner: Row<'_>) {
+        for (col, v) in inner.vals.into_iter().enumerate() {
+            if v != Flex::Absent && (!v.is_empty() || self.vals[col].is_empty()) {
+                self.vals[col] = v.into_owned();
+            }
+        }
+        for (mine, theirs) in self.names.iter_mut().zip(inner.names) {
+            if let Some((path, key)) = theirs {
+                *mine = Some((path, Cow::Owned(key.into_owned())));
+            }
+        }
+        for (buf, more) in [
+            (&mut self.extra, inner.extra),
+            (&mut self.extra_empty, inner.extra_empty),
+        ] {
+            if !more.is_empty() {
+                if !buf.is_empty() {
+                    buf.push(',');
+                }
+                buf.push_str(&more);
+            }
+        }
+        if self.bad_shape.is_none() {
+            self.bad_shape = inner.bad_shape;
+        }
+        self.ev.merge(&inner.ev);
+    }
+
+    /// The source field of a [`NAMED`] column, as the record spelled it.
+    fn name_of(&self, col: usize) -> String {
+        NAMED
+            .iter()
+            .position(|&n| n == col)
+            .and_then(|i| self.names[i].as_ref())
+            .map_or_else(
+                || COLUMNS[col].name.to_string(),
+                |(path, key)| format!("{path}{key}"),
+            )
     }
 }
 
@@ -234,7 +370,7 @@ impl<'de> Deserialize<'de> for Key<'de> {
 }
 
 /// Which part of a record a map visitor is filling.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Section {
     Top,
     Identity,
@@ -242,69 +378,74 @@ enum Section {
     Properties,
 }
 
-fn column_of(section: Section, key: &str) -> Option<usize> {
-    Some(match section {
-        Section::Top => match key {
-            "time" => c::TIME,
-            "resourceId" => c::RESOURCE_ID,
-            "operationName" => c::OPERATION_NAME,
-            "operationVersion" => c::OPERATION_VERSION,
-            "category" => c::CATEGORY,
-            "resultType" => c::RESULT_TYPE,
-            "resultSignature" => c::RESULT_SIGNATURE,
-            "resultDescription" => c::RESULT_DESCRIPTION,
-            "durationMs" => c::DURATION_MS,
-            "callerIpAddress" => c::CALLER_IP_ADDRESS,
-            "correlationId" => c::CORRELATION_ID,
-            _ => return None,
-        },
-        Section::Claims => match key {
-            "oid" | "http://schemas.microsoft.com/identity/claims/objectidentifier" => {
-                c::IDENTITY_OBJECT_ID
-            }
-            "upn" | "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn" => c::IDENTITY_UPN,
-            "unique_name" | "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name" => {
-                c::IDENTITY_UNIQUE_NAME
-            }
-            "appid" | "azp" | "http://schemas.microsoft.com/identity/claims/appid" => {
-                c::IDENTITY_APP_ID
-            }
-            "tid" | "http://schemas.microsoft.com/identity/claims/tenantid" => {
-                c::IDENTITY_TENANT_ID
-            }
-            "scp" | "http://schemas.microsoft.com/identity/claims/scope" => c::IDENTITY_SCOPE,
-            "appidacr" | "azpacr" => c::IDENTITY_APP_ID_ACR,
-            "ipaddr" | "http://schemas.microsoft.com/claims/ipaddress" => c::IDENTITY_IP_ADDRESS,
-            "idtyp" => c::IDENTITY_TYPE,
-            "xms_mirid" => c::IDENTITY_MANAGED_IDENTITY_ID,
-            "xms_az_nwperimid" => c::IDENTITY_NETWORK_PERIMETER_IDS,
-            _ => return None,
-        },
-        Section::Properties => match key {
-            "id" => c::PROPERTIES_ID,
-            "requestUri" => c::REQUEST_URI,
-            "httpStatusCode" => c::HTTP_STATUS_CODE,
-            "clientInfo" => c::CLIENT_INFO,
-            "isAccessPolicyMatch" => c::IS_ACCESS_POLICY_MATCH,
-            "isRbacAuthorized" => c::IS_RBAC_AUTHORIZED,
-            "tlsVersion" => c::TLS_VERSION,
-            "appliedAssignmentId" => c::APPLIED_ASSIGNMENT_ID,
-            "addressAuthorizationType" => c::ADDRESS_AUTHORIZATION_TYPE,
-            "trustedService" => c::TRUSTED_SERVICE,
-            "secretProperties" => c::SECRET_PROPERTIES,
-            "keyProperties" => c::KEY_PROPERTIES,
-            "certificateProperties" => c::CERTIFICATE_PROPERTIES,
-            "properties" => c::NESTED_PROPERTIES,
-            _ => return None,
-        },
-        Section::Identity => return None,
-    })
-}
+/// How deep objects held as JSON text may nest inside each other.
+const MAX_TEXT_DEPTH: u8 = 2;
 
 /// Fills a [`Row`] from one JSON object (a record, or its identity/claim/properties).
 struct SectionSeed<'r, 'a> {
     row: &'r mut Row<'a>,
     section: Section,
+    /// Dotted path of this object for `extra` and messages: `""`, `"identity."`, `"Identity.claim."`.
+    path: Cow<'static, str>,
+    /// Inside `claim`: the path of the claim namespace being read (Managed HSM's nesting).
+    claim_path: String,
+    /// Shapes whose field names are read ([`shape::ANY`] when detecting).
+    allow: u8,
+    /// Objects held as JSON text this one is inside.
+    depth: u8,
+}
+
+impl<'r, 'a> SectionSeed<'r, 'a> {
+    fn child(
+        &mut self,
+        section: Section,
+        path: Cow<'static, str>,
+        claim_path: String,
+    ) -> SectionSeed<'_, 'a> {
+        SectionSeed {
+            row: &mut *self.row,
+            section,
+            path,
+            claim_path,
+            allow: self.allow,
+            depth: self.depth,
+        }
+    }
+
+    fn slot(&mut self, key: &str) -> Slot {
+        match self.section {
+            Section::Top => top_slot(key, self.allow, &mut self.row.ev),
+            Section::Identity if key == "claim" => Slot::Claims,
+            Section::Identity => Slot::Unknown,
+            Section::Properties => property_slot(key).map_or(Slot::Unknown, Slot::Col),
+            Section::Claims if self.claim_path.is_empty() => match claim_slot(key) {
+                Some(col) => Slot::Col(col),
+                None if is_claim_namespace(key) => Slot::NestedClaims,
+                None => Slot::Unknown,
+            },
+            Section::Claims => {
+                let full = format!("{}.{key}", self.claim_path);
+                match claim_slot(&full) {
+                    Some(col) => Slot::Col(col),
+                    None if is_claim_namespace(&full) => Slot::NestedClaims,
+                    None => Slot::Unknown,
+                }
+            }
+        }
+    }
+}
+
+/// The path prefix of a nested section, without allocating for the usual spellings.
+fn section_path(parent: &str, key: &str, claim: bool) -> Cow<'static, str> {
+    match (parent, key, claim) {
+        ("", "identity", false) => Cow::Borrowed("identity."),
+        ("", "Identity", false) => Cow::Borrowed("Identity."),
+        ("", "properties", false) => Cow::Borrowed("properties."),
+        ("", "Properties", false) => Cow::Borrowed("Properties."),
+        ("identity.", _, true) => Cow::Borrowed("identity.claim."),
+        ("Identity.", _, true) => Cow::Borrowed("Identity.claim."),
+        _ => Cow::Owned(format!("{parent}{key}.")),
+    }
 }
 
 impl<'de> DeserializeSeed<'de> for SectionSeed<'_, 'de> {
@@ -320,36 +461,75 @@ impl<'de> Visitor<'de> for SectionSeed<'_, 'de> {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<(), M::Error> {
-        let (row, section) = (self.row, self.section);
+    fn visit_map<M: MapAccess<'de>>(mut self, mut map: M) -> Result<(), M::Error> {
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            match (section, key.as_ref()) {
-                (Section::Top, "identity") => map.next_value_seed(SectionSeed {
-                    row: &mut *row,
-                    section: Section::Identity,
-                })?,
-                (Section::Top, "properties") => map.next_value_seed(SectionSeed {
-                    row: &mut *row,
-                    section: Section::Properties,
-                })?,
-                (Section::Identity, "claim") => map.next_value_seed(SectionSeed {
-                    row: &mut *row,
-                    section: Section::Claims,
-                })?,
-                (_, k) => {
+            match self.slot(&key) {
+                slot @ (Slot::Identity | Slot::Properties) => {
+                    let section = if slot == Slot::Identity {
+                        Section::Identity
+                    } else {
+                        Section::Properties
+                    };
+                    let path = section_path(&self.path, &key, false);
+                    map.next_value_seed(self.child(section, path, String::new()))?;
+                }
+                Slot::Claims => {
+                    let path = section_path(&self.path, &key, true);
+                    map.next_value_seed(self.child(Section::Claims, path, String::new()))?;
+                }
+                Slot::NestedClaims => {
                     let raw: &'de RawValue = map.next_value()?;
-                    match column_of(section, k) {
-                        Some(col) => row.vals[col] = flex(raw),
-                        None => {
-                            let prefix = match section {
-                                Section::Top => "",
-                                Section::Identity => "identity.",
-                                Section::Claims => "identity.claim.",
-                                Section::Properties => "properties.",
-                            };
-                            row.push_extra(prefix, k, raw);
-                        }
+                    let claim_path = if self.claim_path.is_empty() {
+                        key.to_string()
+                    } else {
+                        format!("{}.{key}", self.claim_path)
+                    };
+                    if raw.get().starts_with('{') {
+                        let path = Cow::Owned(format!("{}{key}.", self.path));
+                        let mut de = serde_json::Deserializer::from_str(raw.get());
+                        self.child(Section::Claims, path, claim_path)
+                            .deserialize(&mut de)
+                            .map_err(de::Error::custom)?;
+                    } else {
+                        self.row.push_extra(&self.path, &key, &flex(raw));
                     }
+                }
+                Slot::Col(col) => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    self.row.set(col, flex(raw), &self.path, key);
+                }
+                Slot::TimeGenerated => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    self.row.time_generated = Some(flex(raw));
+                }
+                Slot::LaResourceId => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    self.row.la_resource_id = Some(flex(raw));
+                }
+                Slot::LaType => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    let v = flex(raw);
+                    if let Flex::Str(t) = &v {
+                        self.row.ev.la_type = Shape::AzureDiagnostics
+                            .name()
+                            .eq_ignore_ascii_case(t)
+                            .then_some(Shape::AzureDiagnostics)
+                            .or_else(|| {
+                                Shape::AzkvAuditLogs
+                                    .name()
+                                    .eq_ignore_ascii_case(t)
+                                    .then_some(Shape::AzkvAuditLogs)
+                            });
+                    }
+                    self.row.push_extra(&self.path, &key, &v);
+                }
+                Slot::Flat(col, start, end) => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    self.row.flat.push((col, key, (start, end), flex(raw)));
+                }
+                Slot::Unknown => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    self.row.push_extra(&self.path, &key, &flex(raw));
                 }
             }
         }
@@ -360,9 +540,35 @@ impl<'de> Visitor<'de> for SectionSeed<'_, 'de> {
         Ok(())
     }
 
+    /// An object held as JSON text (`AZKVAuditLogs` dynamic columns from the query API,
+    /// the Managed HSM's `identity`) is read like the object itself.
     fn visit_str<E>(self, v: &str) -> Result<(), E> {
-        if !v.is_empty() {
+        let t = v.trim();
+        if t.is_empty() {
+            return Ok(());
+        }
+        if self.section == Section::Top || !t.starts_with('{') || self.depth >= MAX_TEXT_DEPTH {
             self.shape_error();
+            return Ok(());
+        }
+        let mut inner = Row::new();
+        let parsed = SectionSeed {
+            row: &mut inner,
+            section: self.section,
+            path: self.path.clone(),
+            claim_path: self.claim_path.clone(),
+            allow: self.allow,
+            depth: self.depth + 1,
+        }
+        .deserialize(&mut serde_json::Deserializer::from_str(t));
+        match parsed {
+            Ok(()) => {
+                if self.section == Section::Identity && self.depth == 0 {
+                    self.row.ev.identity_text = true;
+                }
+                self.row.absorb(inner);
+            }
+            Err(_) => self.shape_error(),
         }
         Ok(())
     }
@@ -396,12 +602,13 @@ impl<'de> Visitor<'de> for SectionSeed<'_, 'de> {
 
 impl SectionSeed<'_, '_> {
     fn shape_error(self) {
-        self.row.bad_shape.get_or_insert(match self.section {
-            Section::Top => "record",
-            Section::Identity => "identity",
-            Section::Claims => "identity.claim",
-            Section::Properties => "properties",
-        });
+        if self.row.bad_shape.is_none() {
+            let part = match self.section {
+                Section::Top => "record",
+                _ => self.path.trim_end_matches('.'),
+            };
+            self.row.bad_shape = Some(part.to_string());
+        }
     }
 }
 
@@ -486,15 +693,15 @@ impl<'de> Deserialize<'de> for RecordsList<'de> {
 struct Refusal {
     reason: Reason,
     message: String,
+    /// The shape the record was read as, named in the message.
+    shape: Option<Shape>,
 }
 
-fn uncoercible(col: usize, what: &str) -> Refusal {
+fn uncoercible(field: &str, what: &str) -> Refusal {
     Refusal {
         reason: Reason::UncoercibleValue,
-        message: format!(
-            "field `{}` holds a value that cannot be read as {what}",
-            source_name(col)
-        ),
+        message: format!("field `{field}` holds a value that cannot be read as {what}"),
+        shape: None,
     }
 }
 
@@ -506,31 +713,30 @@ enum Cell<'a> {
     Bool(bool),
 }
 
-fn coerce<'a>(col: usize, kind: Kind, v: Flex<'a>) -> Result<Cell<'a>, Refusal> {
+/// Coerces one value to its column's kind; on failure, says what it should have been.
+fn coerce(kind: Kind, v: Flex<'_>) -> Result<Cell<'_>, &'static str> {
     Ok(match (kind, v) {
         (_, Flex::Absent | Flex::Null) => Cell::Null,
-        (Kind::Text, Flex::Str(s)) => Cell::Text(s),
-        (Kind::Text, Flex::Num(n) | Flex::Compound(n)) => Cell::Text(Cow::Borrowed(n)),
+        (Kind::Text, Flex::Str(s)) if s.is_empty() => Cell::Null,
+        (Kind::Text, Flex::Str(s) | Flex::Num(s) | Flex::Compound(s)) => Cell::Text(s),
         (Kind::Text, Flex::Bool(b)) => Cell::Text(Cow::Borrowed(if b { "true" } else { "false" })),
-        (Kind::Int64 | Kind::Int32, Flex::Num(n)) => {
-            Cell::Int(parse_int(n).ok_or_else(|| uncoercible(col, "an integer"))?)
-        }
+        (Kind::Int64 | Kind::Int32, Flex::Num(n)) => Cell::Int(parse_int(&n).ok_or("an integer")?),
         (Kind::Int64 | Kind::Int32, Flex::Str(s)) if s.trim().is_empty() => Cell::Null,
         (Kind::Int64 | Kind::Int32, Flex::Str(s)) => {
-            Cell::Int(parse_int(s.trim()).ok_or_else(|| uncoercible(col, "an integer"))?)
+            Cell::Int(parse_int(s.trim()).ok_or("an integer")?)
         }
         (Kind::Bool, Flex::Bool(b)) => Cell::Bool(b),
-        (Kind::Bool, Flex::Num("0")) => Cell::Bool(false),
-        (Kind::Bool, Flex::Num("1")) => Cell::Bool(true),
+        (Kind::Bool, Flex::Num(n)) if n == "0" => Cell::Bool(false),
+        (Kind::Bool, Flex::Num(n)) if n == "1" => Cell::Bool(true),
         (Kind::Bool, Flex::Str(s)) => match s.trim() {
             "" => Cell::Null,
             t if t.eq_ignore_ascii_case("true") || t == "1" => Cell::Bool(true),
             t if t.eq_ignore_ascii_case("false") || t == "0" => Cell::Bool(false),
-            _ => return Err(uncoercible(col, "a boolean")),
+            _ => return Err("a boolean"),
         },
-        (Kind::Int64 | Kind::Int32, _) => return Err(uncoercible(col, "an integer")),
-        (Kind::Bool, _) => return Err(uncoercible(col, "a boolean")),
-        (Kind::Timestamp | Kind::Date, _) => return Err(uncoercible(col, "a timestamp")),
+        (Kind::Int64 | Kind::Int32, _) => return Err("an integer"),
+        (Kind::Bool, _) => return Err("a boolean"),
+        (Kind::Timestamp | Kind::Date, _) => return Err("a timestamp"),
     })
 }
 
@@ -543,6 +749,69 @@ fn parse_int(s: &str) -> Option<i64> {
     (f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e15).then_some(f as i64)
 }
 
+/// Rebuilds the JSON objects an `AzureDiagnostics` row flattened into `a_b_c_s` columns
+/// (`secretProperties_attributes_enabled_b` → `secretProperties` = `{"attributes":{"enabled":true}}`).
+/// Log Analytics joins member names with `_`, so a member whose own name holds `_` comes
+/// back split; it stores no null, so null members do not come back. Empty cells are skipped;
+/// a member that clashes with another, or whose column is already filled, goes to `extra`.
+fn rebuild_flattened(row: &mut Row<'_>) {
+    use serde_json::{Map, Value};
+    let flat = std::mem::take(&mut row.flat);
+    let mut trees: Vec<(usize, Map<String, Value>)> = Vec::new();
+    for (col, key, (start, end), v) in flat {
+        if v.is_empty() {
+            continue;
+        }
+        let mut placed = false;
+        if row.vals[col] == Flex::Absent {
+            let i = match trees.iter().position(|(c, _)| *c == col) {
+                Some(i) => i,
+                None => {
+                    trees.push((col, Map::new()));
+                    trees.len() - 1
+                }
+            };
+            let path = key.get(start..end).unwrap_or("");
+            placed = insert_path(&mut trees[i].1, path, v.to_value());
+        }
+        if !placed {
+            row.push_extra("", &key, &v);
+        }
+    }
+    for (col, tree) in trees {
+        if !tree.is_empty() {
+            let text = serde_json::to_string(&Value::Object(tree)).unwrap_or_default();
+            row.vals[col] = Flex::Compound(Cow::Owned(text));
+        }
+    }
+}
+
+/// Puts `value` at the `_`-separated `path` of `tree`; false when something is in the way.
+fn insert_path(
+    tree: &mut serde_json::Map<String, serde_json::Value>,
+    path: &str,
+    value: serde_json::Value,
+) -> bool {
+    let mut segs: Vec<&str> = path.split('_').filter(|s| !s.is_empty()).collect();
+    let Some(last) = segs.pop() else {
+        return false;
+    };
+    let mut node = tree;
+    for s in segs {
+        let entry = node
+            .entry(s.to_string())
+            .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+        match entry {
+            serde_json::Value::Object(m) => node = m,
+            _ => return false,
+        }
+    }
+    if node.contains_key(last) {
+        return false;
+    }
+    node.insert(last.to_string(), value);
+    true
+}
 /// Column builders for the raw table.
 enum ColumnBuilder {
     Text(StringBuilder),
@@ -655,10 +924,11 @@ impl DeadLetterBuilders {
             .expect("dead-letter builders match their schema")
     }
 }
-
 /// Decodes messages into column builders; [`Decoder::finish`] hands out the batches.
 pub struct Decoder {
     options: DecodeOptions,
+    /// The shape every record is read as; `None` tells it per record.
+    shape: Option<Shape>,
     columns: Vec<ColumnBuilder>,
     raw_rows: usize,
     dead: DeadLetterBuilders,
@@ -668,17 +938,22 @@ impl fmt::Debug for Decoder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Decoder")
             .field("options", &self.options)
+            .field("shape", &self.shape)
             .field("raw_rows", &self.raw_rows)
             .field("dead_letter_rows", &self.dead.rows)
             .finish()
     }
 }
 
+/// The UTF-8 byte-order mark some Windows tools write at the start of a file.
+const BOM: char = '\u{feff}';
+
 impl Decoder {
-    /// A decoder with empty builders.
+    /// A decoder with empty builders that tells the shape of each record by itself.
     pub fn new(options: DecodeOptions) -> Self {
         Decoder {
             options,
+            shape: None,
             columns: COLUMNS
                 .iter()
                 .map(|col| ColumnBuilder::new(col.kind))
@@ -686,6 +961,24 @@ impl Decoder {
             raw_rows: 0,
             dead: DeadLetterBuilders::new(),
         }
+    }
+
+    /// The same decoder, reading every record as `shape` (`None`: told per record).
+    pub fn with_shape(mut self, shape: Option<Shape>) -> Self {
+        self.shape = shape;
+        self
+    }
+
+    /// Reads the records that follow as `shape` (`kvlake convert --format`): only that
+    /// shape's field names fill columns, everything else goes to `extra`. `None` goes
+    /// back to telling the shape per record.
+    pub fn set_shape(&mut self, shape: Option<Shape>) {
+        self.shape = shape;
+    }
+
+    /// The forced shape, if any.
+    pub fn shape(&self) -> Option<Shape> {
+        self.shape
     }
 
     /// Sets the time written to `seen_time` of the dead letters that follow.
@@ -732,6 +1025,7 @@ impl Decoder {
                 return self.dead_letter(coords, None, Reason::NotUtf8, &msg, bytes);
             }
         };
+        let text = text.strip_prefix(BOM).unwrap_or(text);
         // Fast path: a single diagnostic-settings envelope.
         if let Ok(Top::Envelope(records)) = serde_json::from_str::<Top<'_>>(text) {
             if records.is_empty() {
@@ -798,6 +1092,10 @@ impl Decoder {
         let parsed = SectionSeed {
             row: &mut row,
             section: Section::Top,
+            path: Cow::Borrowed(""),
+            claim_path: String::new(),
+            allow: self.shape.map_or(ANY, Shape::bit),
+            depth: 0,
         }
         .deserialize(&mut serde_json::Deserializer::from_str(raw.get()));
         let result = match parsed {
@@ -805,11 +1103,15 @@ impl Decoder {
             Err(e) => Err(Refusal {
                 reason: Reason::InvalidJson,
                 message: strip_value(&e),
+                shape: None,
             }),
             Ok(()) => self.append_row(row, coords, index),
         };
         if let Err(r) = result {
-            let msg = format!("record {index}: {}", r.message);
+            let msg = match r.shape {
+                Some(shape) => format!("record {index} ({}): {}", shape.label(), r.message),
+                None => format!("record {index}: {}", r.message),
+            };
             self.dead_letter(coords, Some(index), r.reason, &msg, raw.get().as_bytes());
         }
     }
@@ -822,39 +1124,73 @@ impl Decoder {
         coords: &SourceCoords<'_>,
         index: i32,
     ) -> Result<(), Refusal> {
-        if let Some(part) = row.bad_shape {
-            return Err(Refusal {
-                reason: Reason::UncoercibleValue,
-                message: format!("field `{part}` is neither an object nor null"),
-            });
+        if let (None, Flex::Str(id)) = (self.shape, &row.vals[c::RESOURCE_ID]) {
+            row.ev.hsm_resource = id
+                .as_bytes()
+                .windows(13)
+                .any(|w| w.eq_ignore_ascii_case(b"/managedhsms/"));
         }
-        let time = match std::mem::take(&mut row.vals[c::TIME]) {
-            Flex::Absent | Flex::Null => return Err(missing("time")),
-            Flex::Str(s) if s.trim().is_empty() => return Err(missing("time")),
-            Flex::Str(s) => {
-                parse_timestamp_micros(&s).ok_or_else(|| uncoercible(c::TIME, "a timestamp"))?
-            }
-            _ => return Err(uncoercible(c::TIME, "a timestamp")),
+        let shape = self.shape.unwrap_or_else(|| row.ev.shape());
+        let refuse = |mut r: Refusal| {
+            r.shape = Some(shape);
+            r
         };
+        if let Some(part) = row.bad_shape.take() {
+            return Err(refuse(Refusal {
+                reason: Reason::UncoercibleValue,
+                message: format!(
+                    "field `{part}` is neither an object, JSON text of an object, nor null"
+                ),
+                shape: None,
+            }));
+        }
+        settle_log_analytics(&mut row, shape);
+        let time = match std::mem::take(&mut row.vals[c::TIME]) {
+            Flex::Absent | Flex::Null => return Err(refuse(missing(shape.time_field()))),
+            Flex::Str(s) if s.trim().is_empty() => {
+                return Err(refuse(missing(shape.time_field())));
+            }
+            Flex::Str(s) => parse_timestamp_micros(&s)
+                .ok_or_else(|| refuse(uncoercible(&row.name_of(c::TIME), "a timestamp")))?,
+            _ => {
+                return Err(refuse(uncoercible(&row.name_of(c::TIME), "a timestamp")));
+            }
+        };
+        let names: Vec<(usize, String)> = NAMED
+            .iter()
+            .skip(1)
+            .map(|&col| (col, row.name_of(col)))
+            .collect();
         let mut cells: Vec<Cell<'_>> = Vec::with_capacity(c::COUNT);
         for (col, v) in row.vals.drain(..).enumerate() {
             cells.push(match col {
                 c::TIME => Cell::Int(time),
-                _ => coerce(col, COLUMNS[col].kind, v)?,
+                _ => coerce(COLUMNS[col].kind, v).map_err(|what| {
+                    let field = names
+                        .iter()
+                        .find(|(n, _)| *n == col)
+                        .map_or(COLUMNS[col].name, |(_, f)| f.as_str());
+                    refuse(uncoercible(field, what))
+                })?,
             });
         }
         match &cells[c::OPERATION_NAME] {
             Cell::Text(s) if !s.trim().is_empty() => {}
-            _ => return Err(missing("operationName")),
+            _ => return Err(refuse(missing(shape.operation_field()))),
         }
         cells[c::PARTITION] = Cell::Int(i64::from(coords.partition));
         cells[c::OFFSET] = Cell::Int(coords.offset);
         cells[c::RECORD_INDEX] = Cell::Int(i64::from(index));
         cells[c::ENQUEUED_TIME] = coords.enqueued_time_micros.map_or(Cell::Null, Cell::Int);
         derive(&mut cells, time);
+        if !shape.is_log_analytics() && !row.extra_empty.is_empty() {
+            if !row.extra.is_empty() {
+                row.extra.push(',');
+            }
+            row.extra.push_str(&row.extra_empty);
+        }
         if !row.extra.is_empty() {
-            row.extra.push('}');
-            cells[c::EXTRA] = Cell::Text(Cow::Owned(std::mem::take(&mut row.extra)));
+            cells[c::EXTRA] = Cell::Text(Cow::Owned(format!("{{{}}}", row.extra)));
         }
         for (col, (builder, cell)) in self.columns.iter_mut().zip(&cells).enumerate() {
             match (col, &mut *builder) {
@@ -906,10 +1242,36 @@ impl Decoder {
     }
 }
 
+/// What only rows of some shapes need: `TimeGenerated` and `_ResourceId` stand in for
+/// `time` and `resourceId` when those are absent (else they go to `extra`), flattened
+/// objects are rebuilt, and an `AZKVAuditLogs` row, a table of one category, gets it.
+fn settle_log_analytics(row: &mut Row<'_>, shape: Shape) {
+    for (col, key) in [(c::TIME, "TimeGenerated"), (c::RESOURCE_ID, "_ResourceId")] {
+        let alt = if col == c::TIME {
+            row.time_generated.take()
+        } else {
+            row.la_resource_id.take()
+        };
+        let Some(v) = alt else { continue };
+        if row.vals[col] == Flex::Absent || (row.vals[col] == Flex::Null && !v.is_empty()) {
+            row.set(col, v, &Cow::Borrowed(""), Cow::Borrowed(key));
+        } else {
+            row.push_extra("", key, &v);
+        }
+    }
+    if !row.flat.is_empty() {
+        rebuild_flattened(row);
+    }
+    if shape == Shape::AzkvAuditLogs && row.vals[c::CATEGORY].is_empty() {
+        row.vals[c::CATEGORY] = Flex::Str(Cow::Borrowed("AuditEvent"));
+    }
+}
+
 fn missing(field: &str) -> Refusal {
     Refusal {
         reason: Reason::MissingField,
         message: format!("required field `{field}` is missing, null or empty"),
+        shape: None,
     }
 }
 

@@ -13,7 +13,7 @@ pub mod raw;
 pub mod resource;
 pub mod time;
 
-pub use decode::{DecodeOptions, DecodeOutput, Decoder, SourceCoords};
+pub use decode::{DecodeOptions, DecodeOutput, Decoder, Shape, SourceCoords, UnknownShape};
 
 /// Version of the raw and dead-letter table schemas; bumped on any column change and
 /// written into every Parquet file's key-value metadata as `kvlake.schema_version`.

@@ -74,6 +74,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         vaults: args.vaults,
         identities: args.identities,
         attacks,
+        shape: args.shape.into(),
         ..GeneratorConfig::default()
     };
     if let Some(start) = &args.start {

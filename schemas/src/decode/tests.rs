@@ -510,3 +510,5 @@ fn check_accounted(bytes: &[u8]) {
     idx.sort_unstable();
     assert_eq!(idx, (0..idx.len() as i32).collect::<Vec<_>>());
 }
+
+mod shapes;
