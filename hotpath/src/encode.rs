@@ -11,7 +11,9 @@ use kvlake_schemas::deadletter::dead_letter_file_schema;
 use kvlake_schemas::delta::stats::stats_of_file;
 use kvlake_schemas::layout::{DEAD_LETTER_TABLE, RAW_TABLE};
 use kvlake_schemas::raw::raw_file_schema;
-use kvlake_schemas::{DecodeOptions, Decoder, SCHEMA_VERSION, SCHEMA_VERSION_KEY, SourceCoords};
+use kvlake_schemas::{
+    DecodeOptions, Decoder, SCHEMA_VERSION, SCHEMA_VERSION_KEY, Shape, SourceCoords,
+};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
@@ -138,6 +140,8 @@ pub struct OpenBatch {
     unflushed_bytes: u64,
     /// Dead letters by reason code, for the metrics.
     dead_reasons: BTreeMap<String, u64>,
+    /// A forced record shape (`kvlake convert --format`); `None` detects it per record.
+    shape: Option<Shape>,
 }
 
 impl std::fmt::Debug for OpenBatch {
@@ -173,7 +177,14 @@ impl OpenBatch {
             records: 0,
             messages: 0,
             message_bytes: 0,
+            shape: None,
         }
+    }
+
+    /// Decodes every record as `shape` instead of detecting each record's shape.
+    pub fn with_shape(mut self, shape: Option<Shape>) -> Self {
+        self.shape = shape;
+        self
     }
 
     /// Decodes and encodes messages of `source[partition]`.
@@ -184,12 +195,13 @@ impl OpenBatch {
         partition: i32,
         seen_micros: i64,
     ) -> Result<(), ParquetError> {
-        let max_message_bytes = self.max_message_bytes;
+        let (max_message_bytes, shape) = (self.max_message_bytes, self.shape);
         let decoder = self.decoder.get_or_insert_with(|| {
             Decoder::new(DecodeOptions {
                 max_message_bytes,
                 seen_time_micros: seen_micros,
             })
+            .with_shape(shape)
         });
         decoder.set_seen_time(seen_micros);
         for m in msgs {

@@ -20,6 +20,8 @@ use crate::log::PartitionLog;
 use crate::messages::Msg;
 use crate::partition::{BatchMeta, Committed, Shared, write_batch};
 use crate::progress::Progress;
+use kvlake_schemas::Shape;
+
 use crate::publish::Tables;
 use crate::spans::BatchSpans;
 use kvlake_schemas::checkpoint::{BatchPlan, LOG_FORMAT_VERSION};
@@ -87,16 +89,18 @@ pub async fn convert(
     limits: &BatchLimits,
     writer_id: &str,
 ) -> Result<ConvertSummary, HotError> {
-    convert_with_progress(inputs, lake, limits, writer_id, crate::progress::none()).await
+    convert_with_progress(inputs, lake, limits, writer_id, None, crate::progress::none()).await
 }
 
-/// [`convert`], telling `progress` the number of files, the file being read, each
-/// committed batch's rows and each finished file.
+/// [`convert`], decoding every record as `shape` when one is given (else each record's
+/// shape is detected), telling `progress` the number of files, the file being read,
+/// each committed batch's rows and each finished file.
 pub async fn convert_with_progress(
     inputs: &[PathBuf],
     lake: &Lake,
     limits: &BatchLimits,
     writer_id: &str,
+    shape: Option<Shape>,
     progress: Progress,
 ) -> Result<ConvertSummary, HotError> {
     let files = expand_inputs(inputs).map_err(|e| HotError::LakeConfig {
@@ -142,6 +146,7 @@ pub async fn convert_with_progress(
             queued_bytes: None,
             progress: progress.clone(),
             tables: tables.clone(),
+            shape,
         };
         let source = path.display().to_string();
         let handle = tokio::runtime::Handle::current();
@@ -200,7 +205,8 @@ impl FileBatch<'_> {
 
     /// Plan → files → commit for lines `[start, end)`.
     fn close(&mut self, end: i64) -> Result<(), HotError> {
-        let fresh = OpenBatch::new(self.max_message_bytes, self.limits.row_group_rows);
+        let fresh = OpenBatch::new(self.max_message_bytes, self.limits.row_group_rows)
+            .with_shape(self.shared.shape);
         let batch = std::mem::replace(&mut self.open, fresh);
         let mut spans = std::mem::replace(&mut self.spans, BatchSpans::open(self.source, 0, end));
         let (bytes, messages) = (batch.message_bytes(), batch.messages());
@@ -292,7 +298,7 @@ fn convert_file(
         source,
         limits,
         max_message_bytes,
-        open: OpenBatch::new(max_message_bytes, limits.row_group_rows),
+        open: OpenBatch::new(max_message_bytes, limits.row_group_rows).with_shape(shared.shape),
         start: resume.from_line,
         seq: resume.seq,
         now,

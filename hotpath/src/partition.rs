@@ -76,6 +76,8 @@ pub struct Shared {
     pub progress: Progress,
     /// The Delta tables each commit is published to.
     pub tables: Tables,
+    /// A forced record shape (file conversion); `None` detects each record's shape.
+    pub shape: Option<kvlake_schemas::Shape>,
 }
 
 impl std::fmt::Debug for Shared {

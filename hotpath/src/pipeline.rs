@@ -241,6 +241,7 @@ impl Router {
             queued_bytes: Some(pending_bytes.clone()),
             progress,
             tables,
+            shape: None,
         };
         Router {
             config: config.clone(),

@@ -295,6 +295,10 @@ pub struct ConvertArgs {
     /// Write under <lake>/<prefix>/
     #[arg(long)]
     pub output_prefix: Option<String>,
+    /// Decode every record as this shape instead of detecting it per record:
+    /// diagnostic-settings, azurediagnostics, azkvauditlogs or managedhsm
+    #[arg(long, value_parser = |s: &str| s.parse::<kvlake_schemas::Shape>().map_err(|e| e.to_string()))]
+    pub format: Option<kvlake_schemas::Shape>,
 }
 
 /// Where a lake command (`cold`, `compact`, `migrate`) finds the lake: the same

@@ -22,6 +22,7 @@ pub async fn run(args: &ConvertArgs) -> Result<()> {
         &lake,
         &BatchLimits::default(),
         &writer,
+        args.format,
         Arc::new(progress.clone()),
     )
     .await;
