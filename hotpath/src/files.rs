@@ -89,7 +89,15 @@ pub async fn convert(
     limits: &BatchLimits,
     writer_id: &str,
 ) -> Result<ConvertSummary, HotError> {
-    convert_with_progress(inputs, lake, limits, writer_id, None, crate::progress::none()).await
+    convert_with_progress(
+        inputs,
+        lake,
+        limits,
+        writer_id,
+        None,
+        crate::progress::none(),
+    )
+    .await
 }
 
 /// [`convert`], decoding every record as `shape` when one is given (else each record's

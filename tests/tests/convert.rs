@@ -211,3 +211,98 @@ fn convert_reads_only_lines_appended_since_and_pretty_printed_documents() -> Res
     );
     Ok(())
 }
+
+/// Every shape the same events take (the diagnostic-settings record, a Log Analytics
+/// `AzureDiagnostics` row, an `AZKVAuditLogs` row, a Managed HSM record), one file each,
+/// one of them saved with a byte-order mark: `kvlake convert` with no flag decodes all of
+/// them into the same raw rows, read back through the Delta log by delta-rs.
+#[test]
+fn convert_takes_every_record_shape_without_a_flag() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut inputs = Vec::new();
+    for shape in [
+        "diagnostic-settings",
+        "azurediagnostics",
+        "azkvauditlogs",
+        "managedhsm",
+    ] {
+        let out = Command::new(kvlake_bin())
+            .args([
+                "generate",
+                "--records",
+                "300",
+                "--seed",
+                "9",
+                "--format",
+                "lines",
+            ])
+            .args(["--shape", shape])
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let path = dir.path().join(format!("{shape}.json"));
+        let mut bytes = Vec::new();
+        if shape == "azkvauditlogs" {
+            bytes.extend_from_slice(b"\xEF\xBB\xBF");
+        }
+        bytes.extend_from_slice(&out.stdout);
+        std::fs::write(&path, bytes)?;
+        inputs.push(path);
+    }
+    let lake = dir.path().join("lake");
+    let out = Command::new(kvlake_bin())
+        .arg("convert")
+        .args(&inputs)
+        .args(["--lake", lake.to_str().context("path")?])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let script = r#"
+import json, os, sys
+from deltalake import DeltaTable
+t = DeltaTable(sys.argv[1] + "/raw").to_pyarrow_table(
+    columns=["_source", "_offset", "identity_object_id", "vault_name", "http_status_code", "result_class", "object_name"])
+rows = {}
+for r in t.to_pylist():
+    shape = os.path.basename(r.pop("_source")).removesuffix(".json")
+    rows.setdefault(shape, {})[r.pop("_offset")] = r
+print(json.dumps({"rows": rows, "dead": os.path.isdir(sys.argv[1] + "/deadletter/_delta_log")}))
+sys.stdout.flush()
+os._exit(0)
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, lake.to_str().context("path")?])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(v["dead"], false, "nothing was dead-lettered");
+    let reference = &v["rows"]["diagnostic-settings"];
+    assert_eq!(reference.as_object().map(|o| o.len()), Some(300));
+    assert!(
+        reference
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(_, r)| !r["identity_object_id"].is_null())
+            .count()
+            > 250,
+        "the caller's object id is filled"
+    );
+    for shape in ["azurediagnostics", "azkvauditlogs", "managedhsm"] {
+        assert_eq!(
+            &v["rows"][shape], reference,
+            "{shape} decodes to the same columns"
+        );
+    }
+    Ok(())
+}

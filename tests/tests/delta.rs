@@ -229,7 +229,10 @@ async fn vacuum_deletes_only_what_no_snapshot_can_read_and_retention_goes_throug
     // The checkpoint log keeps only its newest entries, and a restart still resumes.
     kvlake(&["compact", "--lake", &url, "--keep-log-entries", "2"])?;
     let plans = kvlake_tests::find_files(dir.path(), ".plan.json").count();
-    ensure!(plans <= 2 * 3, "pruned to the newest entries per partition ({plans} plans)");
+    ensure!(
+        plans <= 2 * 3,
+        "pruned to the newest entries per partition ({plans} plans)"
+    );
     let (code, _, stderr) = run_to_end(
         hot_command(&broker.bootstrap, TOPIC, &url, &["--until-caught-up"]),
         Duration::from_secs(60),

@@ -82,7 +82,11 @@ async fn every_record_exactly_once_until_caught_up_on_azurite() -> Result<()> {
     let out = std::process::Command::new(kvlake_tests::kvlake_bin())
         .args(&compact)
         .output()?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let after = tempfile::tempdir()?;
     download_azurite(&az, "lake", after.path()).await?;
     let raw = after.path().join("kv/raw");
@@ -92,8 +96,14 @@ async fn every_record_exactly_once_until_caught_up_on_azurite() -> Result<()> {
     );
     let before = kvlake_tests::delta::live_files(&local.path().join("kv/raw"))?.len();
     let merged = kvlake_tests::delta::live_files(&raw)?.len();
-    assert!(merged < before, "compaction merged files on Azure ({before} -> {merged})");
-    assert_exactly_once(&ledger.expected(), &lake_coordinates(&after.path().join("kv"))?)?;
+    assert!(
+        merged < before,
+        "compaction merged files on Azure ({before} -> {merged})"
+    );
+    assert_exactly_once(
+        &ledger.expected(),
+        &lake_coordinates(&after.path().join("kv"))?,
+    )?;
     assert_exactly_once(
         &ledger.expected(),
         &kvlake_tests::delta::deltalake_python_coordinates(&after.path().join("kv"))?,

@@ -85,7 +85,10 @@ pub async fn run_once(
     if !compact_only {
         let pruned = kvlake_hotpath::log::prune(lake, keep_log_entries).await?;
         if pruned > 0 {
-            tracing::info!(pruned, "checkpoint-log entries already in the Delta tables deleted");
+            tracing::info!(
+                pruned,
+                "checkpoint-log entries already in the Delta tables deleted"
+            );
         }
     }
     Ok(out)

@@ -75,15 +75,15 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     report(&dir)?;
     cold(&lake, &dir).await?;
     println!(
-        "\nThe lake is in {}: read it with DuckDB, Polars, Spark or DataFusion, e.g.",
+        "\nThe lake's tables are Delta tables in {}: read them with DuckDB, Polars, Spark, Fabric or delta-rs, e.g.",
         dir.display()
     );
     println!(
-        "   duckdb -c \"select vault_name, operation_name, count(*) from read_parquet('{}/raw/**/*.parquet', hive_partitioning=true) group by all order by 3 desc limit 10\"",
+        "   duckdb -c \"install delta; load delta; select vault_name, operation_name, count(*) from delta_scan('{}/raw') group by all order by 3 desc limit 10\"",
         dir.display()
     );
     println!(
-        "   duckdb -c \"select date, kind, description from read_parquet('{}/agg/anomalies/*/*.parquet', hive_partitioning=true) order by all\"",
+        "   python3 -c \"import polars as pl; print(pl.read_delta('{}/agg/anomalies').select('date','kind','description'))\"",
         dir.display()
     );
     drop(broker);
