@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use kvlake_lake::DeltaTable;
+use kvlake_schemas::delta::stats::num_records;
 use kvlake_schemas::delta::{Action, Snapshot};
 use kvlake_schemas::layout::RAW_TABLE;
 use kvlake_schemas::time::parse_date;
@@ -38,12 +39,7 @@ impl RawDays {
             let Some(day) = day_of(&add.partition_values) else {
                 continue;
             };
-            let rows = add
-                .stats
-                .as_deref()
-                .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
-                .and_then(|v| v["numRecords"].as_u64())
-                .unwrap_or(0);
+            let rows = add.stats.as_deref().and_then(num_records).unwrap_or(0);
             days.entry(day).or_default().push(RawFile {
                 path: format!("{RAW_TABLE}/{}", add.path),
                 rows,

@@ -139,7 +139,17 @@ impl ColdJob {
         let mut state = ColdState::load(&self.store, &self.root).await?;
         let raw_table = DeltaTable::new(&self.lake, raw_table());
         let raw = if raw_table.exists().await? {
-            RawDays::of(&raw_table.load().await?)
+            // Nothing committed since the last run: the version alone says so, without
+            // replaying a year of files.
+            let head = raw_table.load_without_files().await?;
+            if rebuild.is_none() && state.raw_version == Some(head.version) {
+                RawDays {
+                    version: head.version,
+                    ..RawDays::default()
+                }
+            } else {
+                RawDays::of(&raw_table.load().await?)
+            }
         } else {
             RawDays {
                 version: -1,

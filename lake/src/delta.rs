@@ -12,7 +12,9 @@ use arrow::datatypes::{DataType, SchemaRef};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use kvlake_schemas::delta::actions::{Format, decode_commit, encode_commit};
-use kvlake_schemas::delta::checkpoint::{decode_checkpoint, encode_checkpoint};
+use kvlake_schemas::delta::checkpoint::{
+    decode_checkpoint, decode_checkpoint_without_files, encode_checkpoint,
+};
 use kvlake_schemas::delta::schema::schema_string;
 use kvlake_schemas::delta::{
     Action, CommitInfo, LAST_CHECKPOINT, LOG_DIR, LastCheckpoint, LogFile, Metadata, Protocol,
@@ -98,27 +100,35 @@ impl DeltaTable {
 
     /// The newest state: the checkpoint `_last_checkpoint` names, then the commits after it.
     pub async fn load(&self) -> Result<Snapshot, LakeError> {
-        let mut snap = Snapshot::empty();
+        self.load_from_checkpoint(true).await
+    }
+
+    /// The newest version, protocol, metadata and txn versions without the live files
+    /// of the checkpoint ([`Snapshot::without_files`]): what a writer needs on restart,
+    /// at a cost that does not grow with the table. Such a snapshot can be committed to;
+    /// when a commit is due for a checkpoint, [`DeltaTable::commit`] replays the files.
+    pub async fn load_without_files(&self) -> Result<Snapshot, LakeError> {
+        self.load_from_checkpoint(false).await
+    }
+
+    async fn load_from_checkpoint(&self, files: bool) -> Result<Snapshot, LakeError> {
         let hint = match self.lake.get(LAST_CHECKPOINT).await? {
             Some(b) => serde_json::from_slice::<LastCheckpoint>(&b).ok(),
             None => None,
         };
-        if let Some(cp) = hint {
-            match self.lake.get(&checkpoint_path(cp.version)).await? {
-                Some(bytes) => {
-                    let actions =
-                        decode_checkpoint(cp.version, bytes).map_err(|e| self.error(e))?;
-                    snap.apply(cp.version, actions);
-                }
+        let mut snap = match hint.map(|cp| cp.version) {
+            Some(v) => match self.lake.get(&checkpoint_path(v)).await? {
+                Some(bytes) => self.replay_checkpoint(v, bytes, files).await?,
                 // A stale pointer: fall back to the newest checkpoint the listing shows.
-                None => return self.load_by_listing().await,
-            }
-        }
+                None => return self.load_by_listing(files).await,
+            },
+            None => empty_snapshot(files),
+        };
         self.update(&mut snap).await?;
         Ok(snap)
     }
 
-    async fn load_by_listing(&self) -> Result<Snapshot, LakeError> {
+    async fn load_by_listing(&self, files: bool) -> Result<Snapshot, LakeError> {
         let listed = self.lake.list(LOG_DIR).await?;
         let newest = listed
             .iter()
@@ -127,13 +137,35 @@ impl DeltaTable {
                 _ => None,
             })
             .max();
-        let mut snap = Snapshot::empty();
+        let mut snap = empty_snapshot(files);
         if let Some(v) = newest
             && let Some(bytes) = self.lake.get(&checkpoint_path(v)).await?
         {
-            snap.apply(v, decode_checkpoint(v, bytes).map_err(|e| self.error(e))?);
+            snap = self.replay_checkpoint(v, bytes, files).await?;
         }
         self.update(&mut snap).await?;
+        Ok(snap)
+    }
+
+    /// Decodes a checkpoint on a blocking thread (a year of files is megabytes of JSON).
+    async fn replay_checkpoint(
+        &self,
+        version: i64,
+        bytes: Bytes,
+        files: bool,
+    ) -> Result<Snapshot, LakeError> {
+        let actions = tokio::task::spawn_blocking(move || {
+            if files {
+                decode_checkpoint(version, bytes)
+            } else {
+                decode_checkpoint_without_files(version, bytes)
+            }
+        })
+        .await
+        .map_err(|e| LakeError::Task(e.to_string()))?
+        .map_err(|e| self.error(e))?;
+        let mut snap = empty_snapshot(files);
+        snap.apply(version, actions);
         Ok(snap)
     }
 
@@ -230,7 +262,12 @@ impl DeltaTable {
         }
         snap.apply(version, actions);
         if version > 0 && version % CHECKPOINT_INTERVAL == 0 {
-            self.checkpoint(snap).await?;
+            if snap.without_files {
+                // A writer's light snapshot: the checkpoint needs every live file.
+                self.checkpoint(&self.load().await?).await?;
+            } else {
+                self.checkpoint(snap).await?;
+            }
         }
         Ok(CommitOutcome::Committed(version))
     }
@@ -287,6 +324,9 @@ impl DeltaTable {
 
     /// Writes a checkpoint of `snap` and points `_last_checkpoint` at it.
     pub async fn checkpoint(&self, snap: &Snapshot) -> Result<(), LakeError> {
+        if snap.without_files {
+            return Err(self.error("a snapshot replayed without its files cannot be checkpointed"));
+        }
         let actions = snap.checkpoint_actions(now_ms() - DELETED_FILE_RETENTION_MS);
         let size = actions.len() as i64;
         let bytes = tokio::task::spawn_blocking(move || encode_checkpoint(&actions))
@@ -300,6 +340,14 @@ impl DeltaTable {
         };
         let json = serde_json::to_vec(&pointer).map_err(|e| self.error(e))?;
         self.lake.put(LAST_CHECKPOINT, Bytes::from(json)).await
+    }
+}
+
+/// The state before version 0, tracking files or not.
+fn empty_snapshot(files: bool) -> Snapshot {
+    Snapshot {
+        without_files: !files,
+        ..Snapshot::empty()
     }
 }
 

@@ -214,26 +214,31 @@ pub fn decode_commit(version: i64, bytes: &[u8]) -> Result<Vec<Action>, DeltaFor
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let value: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(line)
-            .map_err(|e| DeltaFormatError::Commit {
-                version,
-                detail: e.to_string(),
-            })?;
-        let known = value.keys().next().is_some_and(|k| {
-            matches!(
-                k.as_str(),
-                "add" | "remove" | "metaData" | "protocol" | "txn" | "commitInfo"
-            )
-        });
-        if !known {
-            continue;
-        }
-        let action = serde_json::from_value(serde_json::Value::Object(value)).map_err(|e| {
-            DeltaFormatError::Commit {
-                version,
-                detail: e.to_string(),
+        // One pass into the action (the common case); only a line that is not one of
+        // ours is looked at again, to skip actions of features kvlake does not use.
+        let action = match serde_json::from_slice::<Action>(line) {
+            Ok(action) => action,
+            Err(e) => {
+                let value: BTreeMap<String, serde::de::IgnoredAny> =
+                    serde_json::from_slice(line).map_err(|e| DeltaFormatError::Commit {
+                        version,
+                        detail: e.to_string(),
+                    })?;
+                let known = value.keys().next().is_some_and(|k| {
+                    matches!(
+                        k.as_str(),
+                        "add" | "remove" | "metaData" | "protocol" | "txn" | "commitInfo"
+                    )
+                });
+                if !known {
+                    continue;
+                }
+                return Err(DeltaFormatError::Commit {
+                    version,
+                    detail: e.to_string(),
+                });
             }
-        })?;
+        };
         out.push(action);
     }
     Ok(out)

@@ -9,8 +9,8 @@ use std::sync::{Arc, LazyLock};
 
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 use bytes::Bytes;
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
@@ -123,32 +123,47 @@ pub fn encode_checkpoint(actions: &[Action]) -> Result<Bytes, DeltaFormatError> 
 /// The actions in a checkpoint file (written by kvlake or another Delta writer: columns
 /// and fields kvlake does not use are ignored).
 pub fn decode_checkpoint(version: i64, bytes: Bytes) -> Result<Vec<Action>, DeltaFormatError> {
+    decode_checkpoint_columns(
+        version,
+        bytes,
+        &["txn", "add", "remove", "metaData", "protocol"],
+    )
+}
+
+/// The actions of a checkpoint without its `add` and `remove` columns: what a writer
+/// needs to know its txn versions. Parquet skips those column chunks unread, so the
+/// cost no longer grows with the number of live files.
+pub fn decode_checkpoint_without_files(
+    version: i64,
+    bytes: Bytes,
+) -> Result<Vec<Action>, DeltaFormatError> {
+    decode_checkpoint_columns(version, bytes, &["txn", "metaData", "protocol"])
+}
+
+/// Only the action columns named (`*_parsed` statistics and the like are never read).
+fn decode_checkpoint_columns(
+    version: i64,
+    bytes: Bytes,
+    columns: &[&str],
+) -> Result<Vec<Action>, DeltaFormatError> {
     let err = |e: &dyn std::fmt::Display| DeltaFormatError::Checkpoint(e.to_string());
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .map_err(|e| err(&e))?
-        .build()
-        .map_err(|e| err(&e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| err(&e))?;
+    let roots: Vec<usize> = builder
+        .parquet_schema()
+        .root_schema()
+        .get_fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| columns.contains(&f.name()))
+        .map(|(i, _)| i)
+        .collect();
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+    let reader = builder.with_projection(mask).build().map_err(|e| err(&e))?;
     let mut json = Vec::new();
     {
         let mut w = arrow::json::LineDelimitedWriter::new(&mut json);
         for batch in reader {
-            let batch = batch.map_err(|e| err(&e))?;
-            // Only the action columns; `*_parsed` statistics and the like are skipped.
-            let wanted: Vec<usize> = batch
-                .schema()
-                .fields()
-                .iter()
-                .enumerate()
-                .filter(|(_, f)| {
-                    matches!(
-                        f.name().as_str(),
-                        "txn" | "add" | "remove" | "metaData" | "protocol"
-                    )
-                })
-                .map(|(i, _)| i)
-                .collect();
-            let batch = batch.project(&wanted).map_err(|e| err(&e))?;
-            w.write(&batch).map_err(|e| err(&e))?;
+            w.write(&batch.map_err(|e| err(&e))?).map_err(|e| err(&e))?;
         }
         w.finish().map_err(|e| err(&e))?;
     }

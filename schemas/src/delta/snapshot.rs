@@ -20,6 +20,10 @@ pub struct Snapshot {
     pub tombstones: BTreeMap<String, Remove>,
     /// Transaction versions by application id.
     pub txns: BTreeMap<String, Txn>,
+    /// Replayed without files (a writer that only needs its txn versions): `files` and
+    /// `tombstones` stay empty, so memory does not grow with the table, and the
+    /// snapshot must not be checkpointed.
+    pub without_files: bool,
 }
 
 impl Snapshot {
@@ -40,6 +44,7 @@ impl Snapshot {
     pub fn apply(&mut self, version: i64, actions: Vec<Action>) {
         for a in actions {
             match a {
+                Action::Add(_) | Action::Remove(_) if self.without_files => {}
                 Action::Add(add) => {
                     self.tombstones.remove(&add.path);
                     self.files.insert(add.path.clone(), add);
@@ -69,8 +74,8 @@ impl Snapshot {
         self.files
             .values()
             .filter_map(|a| a.stats.as_deref())
-            .filter_map(|s| serde_json::from_str::<serde_json::Value>(s).ok())
-            .filter_map(|v| v["numRecords"].as_i64())
+            .filter_map(super::stats::num_records)
+            .map(|n| i64::try_from(n).unwrap_or(i64::MAX))
             .sum()
     }
 

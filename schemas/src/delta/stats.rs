@@ -158,6 +158,17 @@ impl Bounds {
     }
 }
 
+/// The `numRecords` of a statistics JSON, without building the rest of it (the bounds
+/// are skipped by serde, not allocated: a year of raw files is thousands of these).
+pub fn num_records(stats: &str) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Rows {
+        #[serde(rename = "numRecords")]
+        num_records: Option<u64>,
+    }
+    serde_json::from_str::<Rows>(stats).ok()?.num_records
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
