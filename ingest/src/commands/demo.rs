@@ -7,8 +7,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use arrow::array::{Array, AsArray};
+use kvlake_coldpath::job::agg_table;
 use kvlake_generator::{Attack, Generator, GeneratorConfig, MessageKind};
 use kvlake_hotpath::{HotConfig, Lake, RunMode};
+use kvlake_lake::tables::{dead_letter_table, raw_table};
+use kvlake_lake::{DeltaTable, TableDef};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rdkafka::ClientConfig;
@@ -72,7 +75,7 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         summary.dead_letter_rows()
     );
 
-    report(&dir)?;
+    report(&lake, &dir).await?;
     cold(&lake, &dir).await?;
     println!(
         "\nThe lake's tables are Delta tables in {}: read them with DuckDB, Polars, Spark, Fabric or delta-rs, e.g.",
@@ -211,12 +214,12 @@ fn verify_broker_kept_everything(
 }
 
 /// Prints the files, row counts, dead letters by reason and the busiest vaults.
-fn report(dir: &std::path::Path) -> Result<()> {
+async fn report(lake: &Lake, dir: &std::path::Path) -> Result<()> {
     let mut files: BTreeMap<&str, (u64, u64, u64)> = BTreeMap::new();
     let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
     let mut vaults: HashMap<(String, String), u64> = HashMap::new();
-    for table in ["raw", "deadletter"] {
-        for path in walk(&dir.join(table))? {
+    for (table, def) in [("raw", raw_table()), ("deadletter", dead_letter_table())] {
+        for path in live_files(lake, dir, def).await? {
             let file = std::fs::File::open(&path)?;
             let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
             let rows = builder.metadata().file_metadata().num_rows() as u64;
@@ -314,7 +317,7 @@ async fn cold(lake: &Lake, dir: &std::path::Path) -> Result<()> {
     for (table, rows) in &report.rows {
         println!("   agg/{table:<21} {rows:>7} rows");
     }
-    let busiest = read_agg(dir, "vault_daily", &["vault_name", "operations"])?;
+    let busiest = read_agg(lake, dir, "vault_daily", &["vault_name", "operations"]).await?;
     let mut per_day: BTreeMap<(String, String), u64> = BTreeMap::new();
     for row in &busiest {
         *per_day.entry((row[1].clone(), row[0].clone())).or_default() +=
@@ -331,7 +334,7 @@ async fn cold(lake: &Lake, dir: &std::path::Path) -> Result<()> {
             days.join(" ")
         );
     }
-    let anomalies = read_agg(dir, "anomalies", &["kind", "description"])?;
+    let anomalies = read_agg(lake, dir, "anomalies", &["kind", "description"]).await?;
     println!("7. anomalies ({} rows), a few of them:", anomalies.len());
     let mut shown: BTreeMap<String, usize> = BTreeMap::new();
     for row in &anomalies {
@@ -345,9 +348,16 @@ async fn cold(lake: &Lake, dir: &std::path::Path) -> Result<()> {
 }
 
 /// Rows of a cold-path table as text: the partition date, then `columns`.
-fn read_agg(dir: &std::path::Path, table: &str, columns: &[&str]) -> Result<Vec<Vec<String>>> {
+async fn read_agg(
+    lake: &Lake,
+    dir: &std::path::Path,
+    table: &str,
+    columns: &[&str],
+) -> Result<Vec<Vec<String>>> {
+    let def = kvlake_coldpath::definitions::table(table)
+        .with_context(|| format!("no cold-path table {table}"))?;
     let mut rows = Vec::new();
-    for path in walk(&dir.join("agg").join(table))? {
+    for path in live_files(lake, dir, agg_table(def)).await? {
         let date = path
             .parent()
             .and_then(|p| p.file_name())
@@ -378,22 +388,18 @@ fn read_agg(dir: &std::path::Path, table: &str, columns: &[&str]) -> Result<Vec<
     Ok(rows)
 }
 
-fn walk(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
-    let mut out = Vec::new();
-    if !dir.exists() {
-        return Ok(out);
+/// The files a table's Delta log says are live, as local paths: the folder also holds
+/// files that compaction or a cold re-run replaced, and the log's own checkpoints.
+async fn live_files(
+    lake: &Lake,
+    dir: &std::path::Path,
+    def: TableDef,
+) -> Result<Vec<std::path::PathBuf>> {
+    let table = DeltaTable::new(lake, def);
+    if !table.exists().await? {
+        return Ok(Vec::new());
     }
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d)? {
-            let p = entry?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|e| e == "parquet") {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
+    let root = dir.join(&table.def().path);
+    let snap = table.load().await?;
+    Ok(snap.files.keys().map(|p| root.join(p)).collect())
 }
