@@ -179,9 +179,7 @@ impl HourLog {
             let mut batch = OpenBatch::new(limits.max_message_bytes, limits.row_group_rows);
             decode_span.in_scope(|| batch.add(&msgs, &source, hour, now))?;
             let bytes = batch.message_bytes();
-            flush_span
-                .in_scope(|| batch.finish())
-                .map(|f| (f, bytes))
+            flush_span.in_scope(|| batch.finish()).map(|f| (f, bytes))
         })
         .await
         .map_err(|e| HotError::Task(e.to_string()))??;
@@ -203,14 +201,7 @@ impl HourLog {
             span: spans.batch,
             progress_units: 0,
         };
-        let c = write_batch(
-            self.shared.clone(),
-            self.log.clone(),
-            plan,
-            finished,
-            meta,
-        )
-        .await?;
+        let c = write_batch(self.shared.clone(), self.log.clone(), plan, finished, meta).await?;
         if let Some(by) = c.lost_to {
             return Err(HotError::Task(format!(
                 "{}[{}]: another writer ({by}) is loading this hour",

@@ -231,7 +231,12 @@ impl LogsClient {
     }
 
     /// Runs `query` over `timespan` (`<start>/<end>`, ISO 8601).
-    pub async fn query(&self, table: &str, query: &str, timespan: &str) -> Result<Outcome, LogsError> {
+    pub async fn query(
+        &self,
+        table: &str,
+        query: &str,
+        timespan: &str,
+    ) -> Result<Outcome, LogsError> {
         use std::sync::atomic::Ordering::Relaxed;
         let body = serde_json::json!({ "query": query, "timespan": timespan }).to_string();
         let mut attempt = 0u32;

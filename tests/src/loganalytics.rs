@@ -36,10 +36,13 @@ pub struct Stats {
     pub queries: Vec<String>,
 }
 
+/// Table → rows (time µs, row), sorted by time.
+type Tables = BTreeMap<String, Vec<(i64, Map<String, Value>)>>;
+
 #[derive(Debug, Default)]
 struct State {
     /// Table → rows (time µs, row), sorted by time.
-    tables: BTreeMap<String, Vec<(i64, Map<String, Value>)>>,
+    tables: Tables,
     row_limit: Option<usize>,
     throttle_every: Option<u64>,
     deny: bool,
@@ -121,7 +124,11 @@ impl LogAnalyticsStandIn {
     }
 
     /// Adds rows to a table (creating it); each needs a `TimeGenerated`.
-    pub fn load(&self, table: &str, rows: impl IntoIterator<Item = Map<String, Value>>) -> Result<usize> {
+    pub fn load(
+        &self,
+        table: &str,
+        rows: impl IntoIterator<Item = Map<String, Value>>,
+    ) -> Result<usize> {
         let mut s = lock(&self.state);
         let t = s.tables.entry(table.to_string()).or_default();
         let mut n = 0;
@@ -252,10 +259,18 @@ async fn handle(
         .filter(|p| !p.is_empty())
         .collect();
     let ["v1", "workspaces", ws, "query"] = path.as_slice() else {
-        return ("404 Not Found", String::new(), err("PathNotFoundError", "The requested path does not exist"));
+        return (
+            "404 Not Found",
+            String::new(),
+            err("PathNotFoundError", "The requested path does not exist"),
+        );
     };
     if method != "POST" {
-        return ("405 Method Not Allowed", String::new(), err("MethodNotAllowed", "POST only"));
+        return (
+            "405 Method Not Allowed",
+            String::new(),
+            err("MethodNotAllowed", "POST only"),
+        );
     }
     let token = headers
         .get("authorization")
@@ -263,13 +278,25 @@ async fn handle(
         .unwrap_or("");
     match book.audience(token) {
         None => {
-            return ("401 Unauthorized", String::new(), err("AuthorizationRequiredError", "Valid authentication was not provided"));
+            return (
+                "401 Unauthorized",
+                String::new(),
+                err(
+                    "AuthorizationRequiredError",
+                    "Valid authentication was not provided",
+                ),
+            );
         }
         Some(aud) if aud.trim_end_matches('/') != AUDIENCE => {
             return (
                 "401 Unauthorized",
                 String::new(),
-                err("InvalidTokenError", &format!("The provided authentication is not valid for this resource: audience {aud}")),
+                err(
+                    "InvalidTokenError",
+                    &format!(
+                        "The provided authentication is not valid for this resource: audience {aud}"
+                    ),
+                ),
             );
         }
         Some(_) => {}
@@ -283,14 +310,20 @@ async fn handle(
         return (
             "404 Not Found",
             String::new(),
-            err("WorkspaceNotFoundError", &format!("Workspace {ws} could not be found")),
+            err(
+                "WorkspaceNotFoundError",
+                &format!("Workspace {ws} could not be found"),
+            ),
         );
     }
     if lock(st).deny {
         return (
             "403 Forbidden",
             String::new(),
-            err("InsufficientAccessError", "The provided credentials have insufficient access to perform the requested operation"),
+            err(
+                "InsufficientAccessError",
+                "The provided credentials have insufficient access to perform the requested operation",
+            ),
         );
     }
     if lock(st).throttle_every.is_some_and(|n| number % n == 0) {
@@ -298,12 +331,21 @@ async fn handle(
         return (
             "429 Too Many Requests",
             "retry-after: 1\r\n".into(),
-            err("ThrottledError", "Your request was throttled; retry after 1 second"),
+            err(
+                "ThrottledError",
+                "Your request was throttled; retry after 1 second",
+            ),
         );
     }
     let req: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
-        Err(e) => return ("400 Bad Request", String::new(), err("BadArgumentError", &format!("body: {e}"))),
+        Err(e) => {
+            return (
+                "400 Bad Request",
+                String::new(),
+                err("BadArgumentError", &format!("body: {e}")),
+            );
+        }
     };
     let query = req["query"].as_str().unwrap_or("").to_string();
     // The hold gate: answer `n` queries, then wait for the test.
@@ -311,7 +353,9 @@ async fn handle(
     loop {
         let go = {
             let mut s = lock(st);
-            let go = s.hold_after.is_none_or(|n| s.stats.answered + s.stats.truncated < n);
+            let go = s
+                .hold_after
+                .is_none_or(|n| s.stats.answered + s.stats.truncated < n);
             if !go && !counted_held {
                 s.stats.held += 1;
                 counted_held = true;
@@ -374,13 +418,15 @@ fn datetime_arg(v: &str) -> Option<i64> {
 
 /// Runs the KQL subset kvlake sends.
 fn run(
-    tables: &BTreeMap<String, Vec<(i64, Map<String, Value>)>>,
+    tables: &Tables,
     query: &str,
     span: Option<(i64, i64)>,
 ) -> Result<(Vec<Value>, Rows), Refusal> {
     let mut stages = query.split('|').map(str::trim);
     let name = stages.next().unwrap_or("");
-    let table = tables.get(name).ok_or_else(|| Refusal::NoTable(name.to_string()))?;
+    let table = tables
+        .get(name)
+        .ok_or_else(|| Refusal::NoTable(name.to_string()))?;
     let mut rows: Vec<&(i64, Map<String, Value>)> = table
         .iter()
         .filter(|(t, _)| span.is_none_or(|(a, b)| *t >= a && *t <= b))
@@ -392,7 +438,11 @@ fn run(
                 let clause = clause.trim();
                 let (col, op, val) = ["==", ">=", "<=", "<", ">"]
                     .iter()
-                    .find_map(|op| clause.split_once(op).map(|(c, v)| (c.trim(), *op, v.trim())))
+                    .find_map(|op| {
+                        clause
+                            .split_once(op)
+                            .map(|(c, v)| (c.trim(), *op, v.trim()))
+                    })
                     .ok_or_else(|| syntax(clause))?;
                 if col == "TimeGenerated" {
                     let at = datetime_arg(val).ok_or_else(|| syntax(clause))?;
@@ -413,12 +463,22 @@ fn run(
         } else if stage == "summarize n = count() by bin(TimeGenerated, 1h)" {
             let mut bins: BTreeMap<i64, u64> = BTreeMap::new();
             for (t, _) in &rows {
-                *bins.entry(t.div_euclid(3_600_000_000) * 3_600_000_000).or_default() += 1;
+                *bins
+                    .entry(t.div_euclid(3_600_000_000) * 3_600_000_000)
+                    .or_default() += 1;
             }
-            let columns = vec![json!({"name": "TimeGenerated", "type": "datetime"}), json!({"name": "n", "type": "long"})];
+            let columns = vec![
+                json!({"name": "TimeGenerated", "type": "datetime"}),
+                json!({"name": "n", "type": "long"}),
+            ];
             let out = bins
                 .into_iter()
-                .map(|(t, n)| vec![Value::from(kvlake_schemas::time::format_timestamp_micros(t)), Value::from(n)])
+                .map(|(t, n)| {
+                    vec![
+                        Value::from(kvlake_schemas::time::format_timestamp_micros(t)),
+                        Value::from(n),
+                    ]
+                })
                 .collect();
             return Ok((columns, out));
         } else if stage == "order by TimeGenerated asc" {
@@ -456,7 +516,11 @@ fn run(
     let columns = names
         .iter()
         .map(|n| {
-            let kind = if dynamic.contains(n) { "dynamic" } else { kinds.get(n).copied().unwrap_or("string") };
+            let kind = if dynamic.contains(n) {
+                "dynamic"
+            } else {
+                kinds.get(n).copied().unwrap_or("string")
+            };
             json!({"name": n, "type": kind})
         })
         .collect();

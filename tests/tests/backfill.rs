@@ -46,9 +46,14 @@ fn rows(shape: Shape, seed: u64, records: usize, rate: f64) -> String {
 fn keys_of_lines(text: &str, into: &mut Keys) -> Result<()> {
     for l in text.lines().filter(|l| !l.trim().is_empty()) {
         let v: Value = serde_json::from_str(l)?;
-        let cid = v["CorrelationId"].as_str().context("CorrelationId")?.to_string();
-        let t = kvlake_schemas::time::parse_timestamp_micros(v["TimeGenerated"].as_str().context("time")?)
-            .context("time")?;
+        let cid = v["CorrelationId"]
+            .as_str()
+            .context("CorrelationId")?
+            .to_string();
+        let t = kvlake_schemas::time::parse_timestamp_micros(
+            v["TimeGenerated"].as_str().context("time")?,
+        )
+        .context("time")?;
         *into.entry((cid, t)).or_default() += 1;
     }
     Ok(())
@@ -80,7 +85,12 @@ fn env(azkv: usize, azd: usize) -> Result<Env> {
             .collect::<Result<Vec<_>>>()?;
         la.load("AzureDiagnostics", storage)?;
     }
-    Ok(Env { dir, id, la, expected })
+    Ok(Env {
+        dir,
+        id,
+        la,
+        expected,
+    })
 }
 
 impl Env {
@@ -94,18 +104,30 @@ impl Env {
 
     fn cmd_for(&self, workspace: &str, lake: &Path, extra: &[&str]) -> Command {
         let mut c = Command::new(kvlake_bin());
-        c.args(["backfill", "--workspace", workspace, "--from", "2026-11-01", "--to", "2026-11-02"])
-            .args(["--lake", lake.to_str().unwrap_or_default()])
-            .args(["--endpoint", &self.la.endpoint()])
-            .args(["--ca-file", self.id.ca_file.to_str().unwrap_or_default()])
-            .args(["--credential", "managed-identity", "--log-format", "json"])
-            .args(extra)
-            .env_remove("KVLAKE_CONFIG")
-            .stdin(Stdio::null());
+        c.args([
+            "backfill",
+            "--workspace",
+            workspace,
+            "--from",
+            "2026-11-01",
+            "--to",
+            "2026-11-02",
+        ])
+        .args(["--lake", lake.to_str().unwrap_or_default()])
+        .args(["--endpoint", &self.la.endpoint()])
+        .args(["--ca-file", self.id.ca_file.to_str().unwrap_or_default()])
+        .args(["--credential", "managed-identity", "--log-format", "json"])
+        .args(extra)
+        .env_remove("KVLAKE_CONFIG")
+        .stdin(Stdio::null());
         for (k, v) in self.id.identity_env() {
             c.env(k, v);
         }
-        for k in ["AZURE_FEDERATED_TOKEN_FILE", "AZURE_CLIENT_ID", "AZURE_TENANT_ID"] {
+        for k in [
+            "AZURE_FEDERATED_TOKEN_FILE",
+            "AZURE_CLIENT_ID",
+            "AZURE_TENANT_ID",
+        ] {
             c.env_remove(k);
         }
         c
@@ -126,16 +148,26 @@ impl Env {
 fn lake_keys(lake: &Path) -> Result<Keys> {
     let mut out = Keys::new();
     for file in kvlake_tests::delta::live_files(&lake.join("raw"))? {
-        for batch in ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&file)?)?.build()? {
+        for batch in
+            ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&file)?)?.build()?
+        {
             let batch = batch?;
-            let cid = batch.column_by_name("correlation_id").context("correlation_id")?.as_string::<i32>().clone();
+            let cid = batch
+                .column_by_name("correlation_id")
+                .context("correlation_id")?
+                .as_string::<i32>()
+                .clone();
             let time = batch
                 .column_by_name("time")
                 .context("time")?
                 .as_primitive::<TimestampMicrosecondType>()
                 .clone();
             for i in 0..batch.num_rows() {
-                let c = if cid.is_valid(i) { cid.value(i).to_string() } else { String::new() };
+                let c = if cid.is_valid(i) {
+                    cid.value(i).to_string()
+                } else {
+                    String::new()
+                };
                 *out.entry((c, time.value(i))).or_default() += 1;
             }
         }
@@ -146,9 +178,19 @@ fn lake_keys(lake: &Path) -> Result<Keys> {
 /// Every served Key Vault row exactly once, nothing else, each coordinate once.
 fn assert_exactly_once(env: &Env, lake: &Path) -> Result<()> {
     let found = lake_keys(lake)?;
-    let missing = env.expected.keys().filter(|k| !found.contains_key(*k)).count();
-    let extra = found.keys().filter(|k| !env.expected.contains_key(*k)).count();
-    let doubled = found.iter().filter(|(k, n)| env.expected.get(*k).is_some_and(|e| *n > e)).count();
+    let missing = env
+        .expected
+        .keys()
+        .filter(|k| !found.contains_key(*k))
+        .count();
+    let extra = found
+        .keys()
+        .filter(|k| !env.expected.contains_key(*k))
+        .count();
+    let doubled = found
+        .iter()
+        .filter(|(k, n)| env.expected.get(*k).is_some_and(|e| *n > e))
+        .count();
     ensure!(
         missing == 0 && extra == 0 && doubled == 0 && found == env.expected,
         "{} rows expected, {} found: {missing} missing, {extra} not expected, {doubled} doubled",
@@ -156,7 +198,10 @@ fn assert_exactly_once(env: &Env, lake: &Path) -> Result<()> {
         found.values().sum::<usize>()
     );
     let coords = lake_coordinates_by_source(lake)?;
-    ensure!(coords.values().all(|n| *n == 1), "a source coordinate appears twice");
+    ensure!(
+        coords.values().all(|n| *n == 1),
+        "a source coordinate appears twice"
+    );
     ensure!(
         coords.len() == env.expected.values().sum::<usize>(),
         "{} coordinates for {} rows (dead letters?)",
@@ -164,7 +209,9 @@ fn assert_exactly_once(env: &Env, lake: &Path) -> Result<()> {
         env.expected.values().sum::<usize>()
     );
     ensure!(
-        coords.keys().all(|(s, _, _, _)| s.starts_with(&format!("loganalytics-{WS}-"))),
+        coords
+            .keys()
+            .all(|(s, _, _, _)| s.starts_with(&format!("loganalytics-{WS}-"))),
         "every row's _source names the workspace and table"
     );
     Ok(())
@@ -181,11 +228,19 @@ fn a_full_range_loads_every_key_vault_row_once_and_a_rerun_writes_nothing() -> R
     let (ok, out, err) = env.run(&lake, &[])?;
     ensure!(ok, "backfill failed: {err}");
     println!("{out}");
-    assert!(out.contains("AZKVAuditLogs of workspace") && out.contains("AzureDiagnostics of workspace"), "{out}");
+    assert!(
+        out.contains("AZKVAuditLogs of workspace") && out.contains("AzureDiagnostics of workspace"),
+        "{out}"
+    );
     assert_exactly_once(&env, &lake)?;
     // Both tables were read with the Key Vault filter on AzureDiagnostics.
     let stats = env.la.stats();
-    assert!(stats.queries.iter().any(|q| q.starts_with("AzureDiagnostics") && q.contains("MICROSOFT.KEYVAULT")));
+    assert!(
+        stats
+            .queries
+            .iter()
+            .any(|q| q.starts_with("AzureDiagnostics") && q.contains("MICROSOFT.KEYVAULT"))
+    );
 
     // Again: every hour is complete in the lake, so no row is even asked for.
     let version = raw_version(&lake)?;
@@ -195,10 +250,16 @@ fn a_full_range_loads_every_key_vault_row_once_and_a_rerun_writes_nothing() -> R
     ensure!(ok, "re-run failed: {err}");
     assert!(out.contains("nothing new"), "{out}");
     assert_eq!(raw_version(&lake)?, version, "no Delta commit");
-    assert_eq!(find_files(&lake.join("raw"), ".parquet").count(), files, "no file");
+    assert_eq!(
+        find_files(&lake.join("raw"), ".parquet").count(),
+        files,
+        "no file"
+    );
     let after = env.la.stats();
     assert!(
-        after.queries[before..].iter().all(|q| q.contains("summarize")),
+        after.queries[before..]
+            .iter()
+            .all(|q| q.contains("summarize")),
         "only the hour counts were queried: {:?}",
         &after.queries[before..]
     );
@@ -217,7 +278,10 @@ fn cut_results_are_split_until_they_fit_and_nothing_is_lost() -> Result<()> {
     println!("{out}");
     let stats = env.la.stats();
     assert!(stats.truncated > 0, "the service cut some results");
-    assert!(out.contains(" split)") && !out.contains("(0 split)"), "{out}");
+    assert!(
+        out.contains(" split)") && !out.contains("(0 split)"),
+        "{out}"
+    );
     assert_exactly_once(&env, &lake)?;
     Ok(())
 }
@@ -239,7 +303,10 @@ fn throttled_queries_are_retried_after_retry_after() -> Result<()> {
 fn wait_until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> Result<()> {
     let deadline = Instant::now() + limit;
     while !f() {
-        ensure!(Instant::now() < deadline, "{what} did not happen within {limit:?}");
+        ensure!(
+            Instant::now() < deadline,
+            "{what} did not happen within {limit:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(())
@@ -260,7 +327,9 @@ fn kill_9_mid_run_then_resume_loads_every_row_exactly_once() -> Result<()> {
                 .stderr(Stdio::null())
                 .spawn()?,
         );
-        wait_until(Duration::from_secs(60), "a held query", || env.la.stats().held > 0)?;
+        wait_until(Duration::from_secs(60), "a held query", || {
+            env.la.stats().held > 0
+        })?;
         kvlake_tests::signal(&p.0, "KILL");
         let _ = p.0.wait();
         env.la.release();
@@ -286,33 +355,57 @@ fn a_refused_token_a_missing_role_or_a_wrong_workspace_stops_with_one_line() -> 
     let env = env(50, 0)?;
     let lake = env.lake();
     // A token for another audience.
-    let (ok, _, err) = env.run(&lake, &["--token-scope", "https://management.azure.com/.default"])?;
+    let (ok, _, err) = env.run(
+        &lake,
+        &["--token-scope", "https://management.azure.com/.default"],
+    )?;
     assert!(!ok);
     let line = error_line(&err);
-    assert!(line.contains("401") && line.contains(WS) && line.contains("--token-scope"), "{line}");
+    assert!(
+        line.contains("401") && line.contains(WS) && line.contains("--token-scope"),
+        "{line}"
+    );
 
     // A workspace id this endpoint does not serve.
     let other = "11111111-2222-3333-4444-555555555555";
     let out = env.cmd_for(other, &lake, &[]).output()?;
     assert!(!out.status.success());
     let line = error_line(&String::from_utf8_lossy(&out.stderr));
-    assert!(line.contains(other) && line.contains("Workspace ID"), "{line}");
+    assert!(
+        line.contains(other) && line.contains("Workspace ID"),
+        "{line}"
+    );
 
     // Not a workspace id at all.
     let out = Command::new(kvlake_bin())
-        .args(["backfill", "--workspace", "my-workspace", "--from", "2026-11-01", "--to", "2026-11-02", "--lake"])
+        .args([
+            "backfill",
+            "--workspace",
+            "my-workspace",
+            "--from",
+            "2026-11-01",
+            "--to",
+            "2026-11-02",
+            "--lake",
+        ])
         .arg(&lake)
         .output()?;
     assert!(!out.status.success());
     let line = error_line(&String::from_utf8_lossy(&out.stderr));
-    assert!(line.contains("my-workspace") && line.contains("GUID"), "{line}");
+    assert!(
+        line.contains("my-workspace") && line.contains("GUID"),
+        "{line}"
+    );
 
     // The identity without the role.
     env.la.deny();
     let (ok, _, err) = env.run(&lake, &[])?;
     assert!(!ok);
     let line = error_line(&err);
-    assert!(line.contains("403") && line.contains(WS) && line.contains("Log Analytics Reader"), "{line}");
+    assert!(
+        line.contains("403") && line.contains(WS) && line.contains("Log Analytics Reader"),
+        "{line}"
+    );
     assert!(!lake.join("raw").join("_delta_log").exists() || lake_keys(&lake)?.is_empty());
     Ok(())
 }

@@ -47,8 +47,17 @@ fn kvlake(args: &[&str]) -> Result<String> {
 /// The same events in one shape, as JSON lines.
 fn generated(shape: &str) -> Result<String> {
     let mut args = vec![
-        "generate", "--records", "25000", "--events-per-second", "0.03", "--format", "lines",
-        "--seed", "11", "--shape", shape,
+        "generate",
+        "--records",
+        "25000",
+        "--events-per-second",
+        "0.03",
+        "--format",
+        "lines",
+        "--seed",
+        "11",
+        "--shape",
+        shape,
     ];
     for a in ATTACKS {
         args.extend(["--attack", a]);
@@ -103,7 +112,11 @@ fn every_source_gives_the_same_aggregates_and_anomalies() -> Result<()> {
     // (b) convert of each shape.
     let mut shapes = Vec::new();
     for shape in ["diagnostic-settings", "azurediagnostics", "azkvauditlogs"] {
-        let text = if shape == "diagnostic-settings" { ds.clone() } else { generated(shape)? };
+        let text = if shape == "diagnostic-settings" {
+            ds.clone()
+        } else {
+            generated(shape)?
+        };
         let file = root.join(format!("{shape}.json"));
         std::fs::write(&file, &text)?;
         let lake = root.join(format!("convert-{shape}"));
@@ -125,17 +138,41 @@ fn every_source_gives_the_same_aggregates_and_anomalies() -> Result<()> {
     for table in ["AZKVAuditLogs", "AzureDiagnostics"] {
         let lake = root.join(format!("backfill-{table}"));
         let mut c = Command::new(kvlake_bin());
-        c.args(["backfill", "--workspace", WS, "--from", "2026-11-01", "--to", "2026-11-12"])
-            .args(["--table", table, "--lake", s(&lake), "--endpoint", &la.endpoint()])
-            .args(["--ca-file", s(&id.ca_file), "--credential", "managed-identity"])
-            .env("KVLAKE_LOG", "warn")
-            .env_remove("KVLAKE_CONFIG")
-            .stdin(Stdio::null());
+        c.args([
+            "backfill",
+            "--workspace",
+            WS,
+            "--from",
+            "2026-11-01",
+            "--to",
+            "2026-11-12",
+        ])
+        .args([
+            "--table",
+            table,
+            "--lake",
+            s(&lake),
+            "--endpoint",
+            &la.endpoint(),
+        ])
+        .args([
+            "--ca-file",
+            s(&id.ca_file),
+            "--credential",
+            "managed-identity",
+        ])
+        .env("KVLAKE_LOG", "warn")
+        .env_remove("KVLAKE_CONFIG")
+        .stdin(Stdio::null());
         for (k, v) in id.identity_env() {
             c.env(k, v);
         }
         let out = c.output()?;
-        ensure!(out.status.success(), "backfill {table}: {}", String::from_utf8_lossy(&out.stderr));
+        ensure!(
+            out.status.success(),
+            "backfill {table}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         println!("{}", String::from_utf8_lossy(&out.stdout));
         lakes.push((format!("backfill {table}"), lake));
     }
@@ -145,16 +182,24 @@ fn every_source_gives_the_same_aggregates_and_anomalies() -> Result<()> {
     }
     let (reference_name, reference) = &lakes[0];
     let anomalies = read_table(reference, "anomalies")?;
-    let kinds: std::collections::BTreeSet<&str> =
-        anomalies.iter().filter_map(|r| r.get("kind")?.as_str()).collect();
-    ensure!(kinds.len() >= 7, "every attack kind is found in the hot lake: {kinds:?}");
+    let kinds: std::collections::BTreeSet<&str> = anomalies
+        .iter()
+        .filter_map(|r| r.get("kind")?.as_str())
+        .collect();
+    ensure!(
+        kinds.len() >= 7,
+        "every attack kind is found in the hot lake: {kinds:?}"
+    );
     for (name, lake) in &lakes[1..] {
         for t in kvlake_coldpath::TABLES {
             let a = read_table(reference, t.name)?;
             let b = read_table(lake, t.name)?;
             ensure!(!a.is_empty(), "{reference_name}: {} is empty", t.name);
             if let Some(d) = difference(&a, &b) {
-                anyhow::bail!("{} differs between {reference_name} and {name}: {d}", t.name);
+                anyhow::bail!(
+                    "{} differs between {reference_name} and {name}: {d}",
+                    t.name
+                );
             }
         }
     }

@@ -64,7 +64,10 @@ impl LaTable {
 /// `--table`: `all` reads both tables, skipping one the workspace does not have.
 fn tables(arg: &str) -> Result<(Vec<LaTable>, bool)> {
     Ok(match arg.trim().to_ascii_lowercase().as_str() {
-        "all" => (vec![LaTable::AzkvAuditLogs, LaTable::AzureDiagnostics], true),
+        "all" => (
+            vec![LaTable::AzkvAuditLogs, LaTable::AzureDiagnostics],
+            true,
+        ),
         "azkvauditlogs" => (vec![LaTable::AzkvAuditLogs], false),
         "azurediagnostics" => (vec![LaTable::AzureDiagnostics], false),
         other => bail!("--table `{other}` is not one of all, AZKVAuditLogs, AzureDiagnostics"),
@@ -148,7 +151,10 @@ impl Ctx {
             .iter()
             .filter_map(|r| {
                 let us = parse_timestamp_micros(r.get(t)?.as_str()?)?;
-                let count = r.get(n)?.as_u64().or_else(|| r.get(n)?.as_f64().map(|f| f as u64))?;
+                let count = r
+                    .get(n)?
+                    .as_u64()
+                    .or_else(|| r.get(n)?.as_f64().map(|f| f as u64))?;
                 Some((i32::try_from(us.div_euclid(HOUR_MICROS)).ok()?, count))
             })
             .filter(|&(_, c)| c > 0)
@@ -171,9 +177,10 @@ impl Ctx {
             .await?
         {
             Outcome::TooBig(why) => Ok(Err(why)),
-            Outcome::Complete(t) if t.rows.len() > self.max_rows => {
-                Ok(Err(format!("more than {} rows (--max-rows)", self.max_rows)))
-            }
+            Outcome::Complete(t) if t.rows.len() > self.max_rows => Ok(Err(format!(
+                "more than {} rows (--max-rows)",
+                self.max_rows
+            ))),
             Outcome::Complete(t) => Ok(Ok(rows_of(t, a, b))),
         }
     }
@@ -284,7 +291,9 @@ async fn load_hour(ctx: &Ctx, sink: &SourceSink, hour: i32, counted: u64) -> Res
         return Ok(report);
     }
     // Enough slices for the counted rows to fit with room to spare, whole seconds each.
-    let slices = counted.div_ceil((ctx.max_rows as u64 * 4 / 5).max(1)).max(1) as i64;
+    let slices = counted
+        .div_ceil((ctx.max_rows as u64 * 4 / 5).max(1))
+        .max(1) as i64;
     let per_slice = ((end - pos) + slices - 1) / slices;
     let mut width = (per_slice + MIN_SLICE - 1) / MIN_SLICE * MIN_SLICE;
     let mut tries = 0u32;
@@ -355,7 +364,8 @@ async fn open(args: &BackfillArgs) -> Result<(Lake, Identity, identity::http::Ex
         None => {
             let mut opts = identity::identity_options(&prepared.settings)?;
             opts.client_secret = prepared.settings.client_secret.clone();
-            opts.client_certificate_password = prepared.settings.client_certificate_password.clone();
+            opts.client_certificate_password =
+                prepared.settings.client_certificate_password.clone();
             Identity::new(&opts, &identity::http::client(&prepared.roots)?)?
         }
     };
@@ -391,7 +401,9 @@ pub async fn run(args: &BackfillArgs, shutdown: CancellationToken) -> Result<()>
         );
     }
     if to > now - 15 * 60 * 1_000_000 {
-        tracing::warn!("--to is less than 15 minutes ago: Log Analytics may still be ingesting rows of the last minutes, and a loaded hour is not read again");
+        tracing::warn!(
+            "--to is less than 15 minutes ago: Log Analytics may still be ingesting rows of the last minutes, and a loaded hour is not read again"
+        );
     }
     if args.max_rows == 0 || args.max_rows > API_MAX_ROWS {
         bail!("--max-rows must be between 1 and {API_MAX_ROWS} (the Logs Query API's limit)");
@@ -415,7 +427,8 @@ pub async fn run(args: &BackfillArgs, shutdown: CancellationToken) -> Result<()>
         if let Some(pem) = &roots.pem {
             b = b.tls_certs_merge(reqwest::Certificate::from_pem_bundle(pem).context("--ca-file")?);
         }
-        b.build().context("cannot build the HTTPS client for Log Analytics")?
+        b.build()
+            .context("cannot build the HTTPS client for Log Analytics")?
     };
     let client = Arc::new(LogsClient::new(
         http,
@@ -461,7 +474,12 @@ pub async fn run(args: &BackfillArgs, shutdown: CancellationToken) -> Result<()>
         };
         let counted: u64 = hours.iter().map(|(_, n)| n).sum();
         progress.add_total(counted);
-        let sink = SourceSink::new(&lake, &lake_tables, &source_name(&workspace, table.name()), &writer);
+        let sink = SourceSink::new(
+            &lake,
+            &lake_tables,
+            &source_name(&workspace, table.name()),
+            &writer,
+        );
         let before = (
             client.counters.queries.load(Relaxed),
             client.counters.throttled.load(Relaxed),
@@ -483,7 +501,12 @@ pub async fn run(args: &BackfillArgs, shutdown: CancellationToken) -> Result<()>
                 Ok(acc)
             })
             .await
-            .with_context(|| format!("backfill of {} stopped; run the same command again to resume", table.name()))?;
+            .with_context(|| {
+                format!(
+                    "backfill of {} stopped; run the same command again to resume",
+                    table.name()
+                )
+            })?;
         let secs = t0.elapsed().as_secs_f64();
         let queries = client.counters.queries.load(Relaxed) - before.0;
         let throttled = client.counters.throttled.load(Relaxed) - before.1;
@@ -546,31 +569,52 @@ mod tests {
     fn rows_become_objects_in_an_order_that_depends_only_on_the_rows() {
         let a = parse_timestamp_micros("2026-11-01T10:00:00Z").unwrap();
         let b = a + HOUR_MICROS;
-        let cols = [("TimeGenerated", "datetime"), ("Identity", "dynamic"), ("Id", "string")];
+        let cols = [
+            ("TimeGenerated", "datetime"),
+            ("Identity", "dynamic"),
+            ("Id", "string"),
+        ];
         let r1 = vec![
             Value::from("2026-11-01T10:00:05.1234567Z"),
             Value::from("{\"claim\":{\"oid\":\"x\"}}"),
             Value::from("b"),
         ];
-        let r2 = vec![Value::from("2026-11-01T10:00:05.1234567Z"), Value::Null, Value::from("a")];
+        let r2 = vec![
+            Value::from("2026-11-01T10:00:05.1234567Z"),
+            Value::Null,
+            Value::from("a"),
+        ];
         // The end is exclusive even if the service's timespan is not.
-        let r3 = vec![Value::from("2026-11-01T11:00:00Z"), Value::Null, Value::from("c")];
+        let r3 = vec![
+            Value::from("2026-11-01T11:00:00Z"),
+            Value::Null,
+            Value::from("c"),
+        ];
         let one = rows_of(table(&cols, vec![r1.clone(), r2.clone(), r3.clone()]), a, b);
         let two = rows_of(table(&cols, vec![r3, r2, r1]), a, b);
         assert_eq!(one, two);
         assert_eq!(one.len(), 2);
         let first: Value = serde_json::from_slice(&one[0]).unwrap();
-        assert_eq!(first["Identity"]["claim"]["oid"], "x", "dynamic text parsed");
+        assert_eq!(
+            first["Identity"]["claim"]["oid"], "x",
+            "dynamic text parsed"
+        );
         let second: Value = serde_json::from_slice(&one[1]).unwrap();
         assert!(second.get("Identity").is_none(), "nulls left out");
     }
 
     #[test]
     fn ranges_and_tables_are_checked() {
-        assert_eq!(instant("from", "2026-11-01").unwrap(), parse_timestamp_micros("2026-11-01T00:00:00Z").unwrap());
+        assert_eq!(
+            instant("from", "2026-11-01").unwrap(),
+            parse_timestamp_micros("2026-11-01T00:00:00Z").unwrap()
+        );
         assert!(instant("from", "yesterday").is_err());
         assert_eq!(tables("all").unwrap().0.len(), 2);
-        assert_eq!(tables("AZKVAuditLogs").unwrap().0, vec![LaTable::AzkvAuditLogs]);
+        assert_eq!(
+            tables("AZKVAuditLogs").unwrap().0,
+            vec![LaTable::AzkvAuditLogs]
+        );
         assert!(tables("AzureActivity").is_err());
         assert_eq!(
             source_name("0B4A5C7E-1D2F-4A3B-9C8D-7E6F5A4B3C2D", "AZKVAuditLogs"),
