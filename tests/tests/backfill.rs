@@ -409,3 +409,18 @@ fn a_refused_token_a_missing_role_or_a_wrong_workspace_stops_with_one_line() -> 
     assert!(!lake.join("raw").join("_delta_log").exists() || lake_keys(&lake)?.is_empty());
     Ok(())
 }
+
+/// Not a test of speed (none are): prints the rows per second of a dense backfill for the
+/// record. `cargo nextest run -p kvlake-tests --test backfill --run-ignored only`.
+#[test]
+#[ignore = "a measurement, run by hand"]
+fn measure_rows_per_second_of_a_dense_backfill() -> Result<()> {
+    // About 120,000 rows in five hours.
+    let env = env(120_000, 0)?;
+    let lake = env.lake();
+    let (ok, out, err) = env.run(&lake, &["--table", "AZKVAuditLogs"])?;
+    ensure!(ok, "backfill failed: {err}");
+    println!("{out}");
+    assert_exactly_once(&env, &lake)?;
+    Ok(())
+}
