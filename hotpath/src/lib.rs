@@ -5,6 +5,7 @@
 //! [`source`] (Kafka), [`partition`] (batching per topic partition), [`encode`] (decode
 //! and Parquet encoding), [`lake`] (object store) and [`log`] (checkpoint log).
 
+pub mod backfill;
 pub mod config;
 pub mod encode;
 pub mod error;

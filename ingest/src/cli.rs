@@ -53,6 +53,8 @@ pub enum Command {
     Convert(ConvertArgs),
     /// Build the historical tables (daily aggregates, baselines, anomalies) from committed raw data.
     Cold(ColdArgs),
+    /// Load a time range of Key Vault audit history from a Log Analytics workspace (Logs Query API).
+    Backfill(Box<BackfillArgs>),
     /// Merge the small files of closed hours, apply retention, checkpoint and VACUUM every table.
     Compact(CompactArgs),
     /// Turn a lake written before Delta tables into Delta tables in place (no data rewritten).
@@ -345,6 +347,61 @@ pub struct ColdArgs {
     /// Print the effective thresholds as TOML and exit
     #[arg(long)]
     pub show_settings: bool,
+}
+
+/// Flags of `kvlake backfill`.
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    /// The Log Analytics workspace: its Workspace ID (the GUID on its Overview page)
+    #[arg(long, env = "KVLAKE_BACKFILL_WORKSPACE")]
+    pub workspace: String,
+    /// Start of the range, on a whole UTC hour: YYYY-MM-DD or RFC 3339 (inclusive)
+    #[arg(long)]
+    pub from: String,
+    /// End of the range: YYYY-MM-DD or RFC 3339 (exclusive), not in the future
+    #[arg(long)]
+    pub to: String,
+    /// Table to read: all (AZKVAuditLogs and AzureDiagnostics, skipping one the
+    /// workspace does not have), AZKVAuditLogs or AzureDiagnostics
+    #[arg(long, default_value = "all")]
+    pub table: String,
+    /// Logs Query API endpoint; sovereign clouds: https://api.loganalytics.azure.cn,
+    /// https://api.loganalytics.us (a private link keeps the public name)
+    #[arg(long, default_value = crate::loganalytics::DEFAULT_ENDPOINT, env = "KVLAKE_BACKFILL_ENDPOINT")]
+    pub endpoint: String,
+    /// Token scope (default: the endpoint's cloud, e.g. https://api.loganalytics.io/.default)
+    #[arg(long)]
+    pub token_scope: Option<String>,
+    /// Most rows one query may return (at most 500000, the API's limit); a slice with
+    /// more is split
+    #[arg(long, default_value_t = 100_000)]
+    pub max_rows: usize,
+    /// Hours read at the same time (the API runs 5 queries per user at once)
+    #[arg(long, default_value_t = 4)]
+    pub parallel: usize,
+    /// How long the service may take for one query (Prefer: wait; at most 10m); a slice
+    /// that takes longer is split
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub query_timeout: std::time::Duration,
+    /// Retries of a throttled (429, after its Retry-After) or failed (5xx, network) query
+    #[arg(long, default_value_t = 8)]
+    pub max_retries: u32,
+    /// The lake.
+    #[command(flatten)]
+    pub lake: LakeArgs,
+    /// Credential: auto, workload-identity, managed-identity, azure-cli, client-secret,
+    /// client-certificate (as for `kvlake hot`)
+    #[arg(long, value_parser = ["auto", "workload-identity", "managed-identity", "azure-cli", "client-secret", "client-certificate"])]
+    pub credential: Option<String>,
+    /// Client id of a user-assigned identity or service principal
+    #[arg(long)]
+    pub client_id: Option<String>,
+    /// Tenant of a service principal
+    #[arg(long)]
+    pub tenant_id: Option<String>,
+    /// Extra trusted roots (PEM) for HTTPS: a private CA or a TLS-inspecting proxy
+    #[arg(long)]
+    pub ca_file: Option<String>,
 }
 
 /// Flags of `kvlake compact`.

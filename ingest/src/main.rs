@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod eventhubs;
 mod identity;
+mod loganalytics;
 mod logging;
 mod otel;
 mod progress;
@@ -63,6 +64,7 @@ fn main() -> ExitCode {
             Command::Hot(args) => commands::hot::run(args, shutdown).await,
             Command::Convert(args) => commands::convert::run(args).await,
             Command::Cold(args) => commands::cold::run(args).await,
+            Command::Backfill(args) => commands::backfill::run(args, shutdown).await,
             Command::Compact(args) => commands::compact::run(args).await,
             Command::Migrate(args) => commands::migrate::run(args).await,
             Command::Generate(args) => commands::generate::run(args),

@@ -4,6 +4,7 @@
 
 pub mod agg;
 pub mod delta;
+pub mod loganalytics;
 pub mod standin;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -36,7 +36,20 @@ pub struct AzureStandIn {
     /// The `IDENTITY_HEADER` value the endpoint requires.
     pub identity_header: String,
     state: Arc<Mutex<State>>,
+    /// The stand-in's certificate (127.0.0.1, localhost), for the kit's other stand-ins.
+    pub(crate) tls: Arc<rustls::ServerConfig>,
     _stop: std::sync::mpsc::Sender<()>,
+}
+
+/// Looks up the audience of tokens the managed-identity stand-in issued.
+#[derive(Debug, Clone)]
+pub struct TokenBook(Arc<Mutex<State>>);
+
+impl TokenBook {
+    /// The resource a token was issued for, if the stand-in issued it.
+    pub fn audience(&self, token: &str) -> Option<String> {
+        lock(&self.0).tokens.get(token).cloned()
+    }
 }
 
 fn lock(s: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
@@ -68,7 +81,8 @@ impl AzureStandIn {
                 vec![leaf.der().clone()],
                 rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
             )?;
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let tls = Arc::new(config);
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
         let port = listener.local_addr()?.port();
@@ -115,6 +129,7 @@ impl AzureStandIn {
             ca_file,
             identity_header,
             state,
+            tls,
             _stop: stop_tx,
         })
     }
@@ -162,6 +177,11 @@ impl AzureStandIn {
             .iter()
             .filter(|n| *n == name)
             .count()
+    }
+
+    /// The tokens this stand-in issued, for other stand-ins to check.
+    pub fn token_book(&self) -> TokenBook {
+        TokenBook(self.state.clone())
     }
 
     /// Every token issued so far (to check none leaks into output).

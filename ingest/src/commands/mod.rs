@@ -1,5 +1,6 @@
 //! One module per subcommand; each turns parsed flags into a run and a report.
 
+pub mod backfill;
 pub mod check;
 pub mod cold;
 pub mod compact;
