@@ -53,6 +53,8 @@ pub enum Command {
     Convert(ConvertArgs),
     /// Build the historical tables (daily aggregates, baselines, anomalies) from committed raw data.
     Cold(ColdArgs),
+    /// Write one self-contained HTML report (inline SVG charts) of the lake's history.
+    Report(ReportArgs),
     /// Merge the small files of closed hours, apply retention, checkpoint and VACUUM every table.
     Compact(CompactArgs),
     /// Turn a lake written before Delta tables into Delta tables in place (no data rewritten).
@@ -345,6 +347,29 @@ pub struct ColdArgs {
     /// Print the effective thresholds as TOML and exit
     #[arg(long)]
     pub show_settings: bool,
+}
+
+/// Flags of `kvlake report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The lake.
+    #[command(flatten)]
+    pub lake: LakeArgs,
+    /// The HTML file to write
+    #[arg(long)]
+    pub out: PathBuf,
+    /// UTC days to cover, ending with the newest day the cold path has computed
+    #[arg(long, default_value_t = 28)]
+    pub days: u32,
+    /// Only this vault (and the identities that used it)
+    #[arg(long)]
+    pub vault: Option<String>,
+    /// Raw events listed under each finding
+    #[arg(long, default_value_t = 10)]
+    pub raw_rows: usize,
+    /// The cold path's thresholds file (for the bands and captions), as for `kvlake cold`
+    #[arg(long, env = "KVLAKE_COLD_THRESHOLDS")]
+    pub thresholds: Option<PathBuf>,
 }
 
 /// Flags of `kvlake compact`.

@@ -63,6 +63,7 @@ fn main() -> ExitCode {
             Command::Hot(args) => commands::hot::run(args, shutdown).await,
             Command::Convert(args) => commands::convert::run(args).await,
             Command::Cold(args) => commands::cold::run(args).await,
+            Command::Report(args) => commands::report::run(args).await,
             Command::Compact(args) => commands::compact::run(args).await,
             Command::Migrate(args) => commands::migrate::run(args).await,
             Command::Generate(args) => commands::generate::run(args),
