@@ -41,11 +41,20 @@ fn main() -> ExitCode {
             }
         },
     };
-    logging::init(
-        cli.log_format,
-        &cli.log,
-        otel.as_ref().map(otel::Otel::tracer),
-    );
+    // The demo prints its own report; its log lines go to a file it names.
+    if let Command::Demo(args) = &cli.command {
+        let path = commands::demo::log_path(args);
+        if let Err(e) = logging::init_file(&cli.log, &path) {
+            eprintln!("error: cannot write the demo's log {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    } else {
+        logging::init(
+            cli.log_format,
+            &cli.log,
+            otel.as_ref().map(otel::Otel::tracer),
+        );
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -54,6 +54,10 @@ impl Rows {
             .collect()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn len(&self) -> usize {
         self.0.iter().map(RecordBatch::num_rows).sum()
     }
