@@ -13,6 +13,7 @@ pub mod engine;
 pub mod error;
 pub mod job;
 pub mod layout;
+pub mod report;
 pub mod settings;
 pub mod state;
 

@@ -55,6 +55,8 @@ pub enum Command {
     Cold(ColdArgs),
     /// Load a time range of Key Vault audit history from a Log Analytics workspace (Logs Query API).
     Backfill(Box<BackfillArgs>),
+    /// Write one self-contained HTML report (inline SVG charts) of the lake's history.
+    Report(ReportArgs),
     /// Merge the small files of closed hours, apply retention, checkpoint and VACUUM every table.
     Compact(CompactArgs),
     /// Turn a lake written before Delta tables into Delta tables in place (no data rewritten).
@@ -402,6 +404,27 @@ pub struct BackfillArgs {
     /// Extra trusted roots (PEM) for HTTPS: a private CA or a TLS-inspecting proxy
     #[arg(long)]
     pub ca_file: Option<String>,
+/// Flags of `kvlake report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The lake.
+    #[command(flatten)]
+    pub lake: LakeArgs,
+    /// The HTML file to write
+    #[arg(long)]
+    pub out: PathBuf,
+    /// UTC days to cover, ending with the newest day the cold path has computed
+    #[arg(long, default_value_t = 28)]
+    pub days: u32,
+    /// Only this vault (and the identities that used it)
+    #[arg(long)]
+    pub vault: Option<String>,
+    /// Raw events listed under each finding
+    #[arg(long, default_value_t = 10)]
+    pub raw_rows: usize,
+    /// The cold path's thresholds file (for the bands and captions), as for `kvlake cold`
+    #[arg(long, env = "KVLAKE_COLD_THRESHOLDS")]
+    pub thresholds: Option<PathBuf>,
 }
 
 /// Flags of `kvlake compact`.

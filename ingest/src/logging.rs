@@ -49,3 +49,19 @@ pub fn init(format: LogFormat, filter: &str, tracer: Option<SdkTracer>) {
         .with(traces)
         .init();
 }
+
+/// Logs to a file instead of stderr, for commands that print a report of their own
+/// (`kvlake demo`); the file is replaced.
+pub fn init_file(filter: &str, path: &std::path::Path) -> std::io::Result<()> {
+    let file = std::fs::File::create(path)?;
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .with_filter(filter),
+        )
+        .init();
+    Ok(())
+}

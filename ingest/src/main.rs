@@ -42,11 +42,20 @@ fn main() -> ExitCode {
             }
         },
     };
-    logging::init(
-        cli.log_format,
-        &cli.log,
-        otel.as_ref().map(otel::Otel::tracer),
-    );
+    // The demo prints its own report; its log lines go to a file it names.
+    if let Command::Demo(args) = &cli.command {
+        let path = commands::demo::log_path(args);
+        if let Err(e) = logging::init_file(&cli.log, &path) {
+            eprintln!("error: cannot write the demo's log {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    } else {
+        logging::init(
+            cli.log_format,
+            &cli.log,
+            otel.as_ref().map(otel::Otel::tracer),
+        );
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -65,6 +74,7 @@ fn main() -> ExitCode {
             Command::Convert(args) => commands::convert::run(args).await,
             Command::Cold(args) => commands::cold::run(args).await,
             Command::Backfill(args) => commands::backfill::run(args, shutdown).await,
+            Command::Report(args) => commands::report::run(args).await,
             Command::Compact(args) => commands::compact::run(args).await,
             Command::Migrate(args) => commands::migrate::run(args).await,
             Command::Generate(args) => commands::generate::run(args),

@@ -27,9 +27,16 @@ const MARKER: &str = "_kvlake/demo.json";
 /// librdkafka's mock cluster keeps only the last 5 MiB of a partition.
 const PARTITION_LIMIT: u64 = 5 << 20;
 
+/// Where the demo's log lines go: beside its lake folder (which it empties).
+pub fn log_path(args: &DemoArgs) -> std::path::PathBuf {
+    let lake = args.lake.strip_prefix("file://").unwrap_or(&args.lake);
+    std::path::PathBuf::from(format!("{}.log", lake.trim_end_matches('/')))
+}
+
 pub async fn run(args: &DemoArgs) -> Result<()> {
     ensure!(args.partitions >= 1, "--partitions must be at least 1");
     let dir = prepare_lake_dir(&args.lake)?;
+    println!("kvlake demo: log lines go to {}", log_path(args).display());
     let broker = EmbeddedBroker::start(&[TOPIC.to_string()], args.partitions)?;
     println!(
         "1. embedded Kafka-protocol broker (librdkafka mock cluster) at {}, topic {TOPIC} with {} partitions",
@@ -77,6 +84,27 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
 
     report(&lake, &dir).await?;
     cold(&lake, &dir).await?;
+    let opts = kvlake_coldpath::report::ReportOptions {
+        lake_name: dir.display().to_string(),
+        ..kvlake_coldpath::report::ReportOptions::default()
+    };
+    let report = kvlake_coldpath::report::build(&lake, &opts)
+        .await
+        .context("report failed")?;
+    let page = dir.join("report.html");
+    let size = report.html.len();
+    let html = report.html;
+    let target = page.clone();
+    tokio::task::spawn_blocking(move || std::fs::write(target, html))
+        .await?
+        .with_context(|| format!("cannot write {}", page.display()))?;
+    println!(
+        "8. report (kvlake report): {} ({:.0} KB, {} findings, built in {:.1}s): open it in a browser; it loads nothing",
+        page.display(),
+        size as f64 / 1024.0,
+        report.data.findings.len(),
+        report.duration.as_secs_f64()
+    );
     println!(
         "\nThe lake's tables are Delta tables in {}: read them with DuckDB, Polars, Spark, Fabric or delta-rs, e.g.",
         dir.display()

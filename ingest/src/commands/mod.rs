@@ -11,3 +11,4 @@ pub mod generate;
 pub mod hot;
 pub mod migrate;
 pub mod mock_broker;
+pub mod report;
