@@ -404,6 +404,8 @@ pub struct BackfillArgs {
     /// Extra trusted roots (PEM) for HTTPS: a private CA or a TLS-inspecting proxy
     #[arg(long)]
     pub ca_file: Option<String>,
+}
+
 /// Flags of `kvlake report`.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
