@@ -4,6 +4,7 @@
 
 pub mod agg;
 pub mod delta;
+pub mod sinks;
 pub mod standin;
 
 use std::collections::{BTreeMap, BTreeSet};
