@@ -195,10 +195,10 @@ impl PartitionTask {
         while let Ok(c) = rx.try_recv() {
             self.taken(c.bytes);
         }
-        if signals.revoked.is_cancelled() || self.report.lost_to.is_some() {
-            if let Some(speed) = &self.shared.speed {
-                speed.released(self.partition).await;
-            }
+        if (signals.revoked.is_cancelled() || self.report.lost_to.is_some())
+            && let Some(speed) = &self.shared.speed
+        {
+            speed.released(self.partition).await;
         }
         if signals.revoked.is_cancelled() {
             if let Some(h) = self.inflight.take() {

@@ -216,6 +216,7 @@ struct Router {
 }
 
 impl Router {
+    #[allow(clippy::too_many_arguments)]
     fn new(
         config: &HotConfig,
         lake: Lake,

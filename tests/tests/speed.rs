@@ -201,7 +201,7 @@ fn an_attack_spread_over_every_partition_is_alerted_once_through_a_webhook_outag
     let t = thresholds(dir.path())?;
     let port = free_port()?;
     let addr = format!("127.0.0.1:{port}");
-    let secret_env = format!("env:KVLAKE_TEST_HOOK_SECRET");
+    let secret_env = "env:KVLAKE_TEST_HOOK_SECRET".to_string();
     let args = [
         "--thresholds",
         &t,

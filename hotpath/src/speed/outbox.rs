@@ -153,9 +153,21 @@ pub async fn publish_loop(
             pending.push(a);
         }
         let mut wait = Duration::from_millis(200);
+        metrics::outbox_pending("table", pending.len());
         loop {
             match append(&table, &pending).await {
-                Ok(()) => break,
+                Ok(()) => {
+                    let now = now_ms() as f64 / 1e3;
+                    for a in &pending {
+                        metrics::delivery("table", "delivered");
+                        metrics::delivery_latency(
+                            "table",
+                            (now - a.detected_at as f64 / 1e6).max(0.0),
+                        );
+                    }
+                    metrics::outbox_pending("table", 0);
+                    break;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, alerts = pending.len(), "cannot append to the alerts table, retrying");
                     tokio::select! {
