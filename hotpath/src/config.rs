@@ -97,6 +97,8 @@ pub struct HotConfig {
     pub commit_kafka_offsets: bool,
     /// OAUTHBEARER tokens for `sasl.mechanism=OAUTHBEARER` (Entra ID); `None` otherwise.
     pub oauth: Option<std::sync::Arc<dyn crate::source::OAuthTokenProvider>>,
+    /// The speed layer (streaming detections); `None` turns it off.
+    pub speed: Option<crate::speed::SpeedConfig>,
 }
 
 impl HotConfig {
@@ -123,6 +125,7 @@ impl HotConfig {
             writer_id: format!("pid-{}", std::process::id()),
             commit_kafka_offsets: true,
             oauth: None,
+            speed: None,
         }
     }
 }
@@ -170,6 +173,7 @@ impl std::fmt::Debug for HotConfig {
             .field("writer_id", &self.writer_id)
             .field("commit_kafka_offsets", &self.commit_kafka_offsets)
             .field("oauth", &self.oauth.is_some())
+            .field("speed", &self.speed.is_some())
             .finish()
     }
 }

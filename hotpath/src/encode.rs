@@ -142,6 +142,10 @@ pub struct OpenBatch {
     dead_reasons: BTreeMap<String, u64>,
     /// A forced record shape (`kvlake convert --format`); `None` detects it per record.
     shape: Option<Shape>,
+    /// The speed layer reads each chunk's records: flush after every chunk and keep
+    /// what the rules need (see [`OpenBatch::take_events`]).
+    speed: bool,
+    events: Vec<crate::speed::event::Event>,
 }
 
 impl std::fmt::Debug for OpenBatch {
@@ -178,7 +182,21 @@ impl OpenBatch {
             messages: 0,
             message_bytes: 0,
             shape: None,
+            speed: false,
+            events: Vec::new(),
         }
+    }
+
+    /// Keeps the records of every chunk for the speed layer (rows are then encoded per
+    /// chunk instead of in groups of `flush_rows`: detection does not wait for a group).
+    pub fn with_speed(mut self, on: bool) -> Self {
+        self.speed = on;
+        self
+    }
+
+    /// The speed layer's events of the chunks added since the last call.
+    pub fn take_events(&mut self) -> Vec<crate::speed::event::Event> {
+        std::mem::take(&mut self.events)
     }
 
     /// Decodes every record as `shape` instead of detecting each record's shape.
@@ -217,7 +235,7 @@ impl OpenBatch {
             self.message_bytes += m.payload.len() as u64;
             self.unflushed_bytes += m.payload.len() as u64;
         }
-        if decoder.raw_rows() + decoder.dead_letter_rows() >= self.flush_rows {
+        if self.speed || decoder.raw_rows() + decoder.dead_letter_rows() >= self.flush_rows {
             self.flush()?;
         }
         Ok(())
@@ -233,6 +251,9 @@ impl OpenBatch {
         }
         let out = decoder.finish();
         drop(decoder);
+        if self.speed {
+            self.events.extend(crate::speed::event::events_of(&out.raw));
+        }
         if let Some(reasons) = out.dead_letter.column_by_name("reason") {
             let reasons = reasons.as_string::<i32>();
             for r in reasons.iter().flatten() {

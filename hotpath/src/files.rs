@@ -155,6 +155,7 @@ pub async fn convert_with_progress(
             progress: progress.clone(),
             tables: tables.clone(),
             shape,
+            speed: None,
         };
         let source = path.display().to_string();
         let handle = tokio::runtime::Handle::current();

@@ -25,6 +25,7 @@ pub mod progress;
 pub mod publish;
 pub mod source;
 pub(crate) mod spans;
+pub mod speed;
 
 pub use config::{Assignment, BatchLimits, HotConfig, RunMode, StartPosition};
 pub use error::HotError;

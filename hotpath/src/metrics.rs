@@ -171,3 +171,77 @@ pub fn lag(high_watermarks: &BTreeMap<i32, i64>) {
         }
     }
 }
+
+/// Alerts the speed layer raised (won in the outbox), by `kind`.
+pub const ALERTS: &str = "kvlake_hot_alerts_total";
+/// Alert deliveries, by `sink` and `outcome` (delivered, failed, throttled, deferred).
+pub const ALERT_DELIVERIES: &str = "kvlake_alert_deliveries_total";
+/// Alerts waiting for a sink, by `sink`.
+pub const ALERT_OUTBOX_PENDING: &str = "kvlake_alert_outbox_pending";
+/// From an alert's detection to its delivery, by `sink`.
+pub const ALERT_DELIVERY_LATENCY: &str = "kvlake_alert_delivery_latency_seconds";
+/// Records older than the speed layer's allowed lateness (left to the cold path).
+pub const ALERT_LATE_RECORDS: &str = "kvlake_hot_alert_late_records_total";
+/// Bytes the speed layer's rule state holds, roughly.
+pub const ALERT_STATE_BYTES: &str = "kvlake_hot_alert_state_bytes";
+
+/// Registers the speed layer's metrics, with a zero for every kind and sink, so that
+/// dashboards show them before the first alert.
+pub fn describe_speed(sinks: impl Iterator<Item = String>) {
+    metrics::describe_counter!(ALERTS, "alerts raised by the speed layer, by kind");
+    metrics::describe_counter!(ALERT_DELIVERIES, "alert deliveries by sink and outcome");
+    metrics::describe_gauge!(ALERT_OUTBOX_PENDING, "alerts waiting for delivery, by sink");
+    metrics::describe_histogram!(
+        ALERT_DELIVERY_LATENCY,
+        metrics::Unit::Seconds,
+        "detection of an alert to its delivery, by sink"
+    );
+    metrics::describe_counter!(
+        ALERT_LATE_RECORDS,
+        "records later than the speed layer's allowed lateness, left to the cold path"
+    );
+    metrics::describe_gauge!(
+        ALERT_STATE_BYTES,
+        "bytes held by the speed layer's rule state"
+    );
+    for k in crate::speed::alert::kind::ALL {
+        metrics::counter!(ALERTS, "kind" => k).increment(0);
+    }
+    metrics::counter!(ALERT_LATE_RECORDS).increment(0);
+    // The alerts table is a delivery target too: its series exist without any sink.
+    for s in std::iter::once("table".to_string()).chain(sinks) {
+        metrics::gauge!(ALERT_OUTBOX_PENDING, "sink" => s.clone()).set(0.0);
+        metrics::counter!(ALERT_DELIVERIES, "sink" => s, "outcome" => "delivered").increment(0);
+    }
+}
+
+/// An alert was raised.
+pub fn alert_raised(kind: &str) {
+    metrics::counter!(ALERTS, "kind" => kind.to_string()).increment(1);
+}
+
+/// A delivery attempt of one alert (or batch) ended with `outcome`.
+pub fn delivery(sink: &str, outcome: &'static str) {
+    metrics::counter!(ALERT_DELIVERIES, "sink" => sink.to_string(), "outcome" => outcome)
+        .increment(1);
+}
+
+/// An alert reached a sink `seconds` after its detection.
+pub fn delivery_latency(sink: &str, seconds: f64) {
+    metrics::histogram!(ALERT_DELIVERY_LATENCY, "sink" => sink.to_string()).record(seconds);
+}
+
+/// Alerts waiting for a sink.
+pub fn outbox_pending(sink: &str, n: usize) {
+    metrics::gauge!(ALERT_OUTBOX_PENDING, "sink" => sink.to_string()).set(n as f64);
+}
+
+/// Records left to the cold path.
+pub fn late_records(n: u64) {
+    metrics::counter!(ALERT_LATE_RECORDS).increment(n);
+}
+
+/// Size of the rule state.
+pub fn state_bytes(n: usize) {
+    metrics::gauge!(ALERT_STATE_BYTES).set(n as f64);
+}

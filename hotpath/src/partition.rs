@@ -78,6 +78,8 @@ pub struct Shared {
     pub tables: Tables,
     /// A forced record shape (file conversion); `None` detects each record's shape.
     pub shape: Option<kvlake_schemas::Shape>,
+    /// The speed layer, fed with each chunk's records (`None`: off).
+    pub speed: Option<crate::speed::SpeedHandle>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -193,6 +195,11 @@ impl PartitionTask {
         while let Ok(c) = rx.try_recv() {
             self.taken(c.bytes);
         }
+        if (signals.revoked.is_cancelled() || self.report.lost_to.is_some())
+            && let Some(speed) = &self.shared.speed
+        {
+            speed.released(self.partition).await;
+        }
         if signals.revoked.is_cancelled() {
             if let Some(h) = self.inflight.take() {
                 h.abort();
@@ -288,7 +295,8 @@ impl PartitionTask {
                         limits.max_message_bytes,
                         limits.row_group_rows,
                         self.shared.flush_rows,
-                    ),
+                    )
+                    .with_speed(self.shared.speed.is_some()),
                     start: self.planned_end,
                     opened_at: Instant::now(),
                     spans: BatchSpans::open(&self.shared.topic, self.partition, self.planned_end),
@@ -341,16 +349,22 @@ impl PartitionTask {
             .map_err(|e| HotError::Task(e.to_string()))?;
         let (topic, partition) = (self.shared.topic.clone(), self.partition);
         let span = open.spans.decode(msgs.len());
-        let open = tokio::task::spawn_blocking(move || {
+        let (open, events) = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let _span = span.enter();
             open.batch
                 .add(&msgs, &topic, partition, now_micros())
-                .map(|()| open)
+                .map(|()| {
+                    let events = open.batch.take_events();
+                    (open, events)
+                })
         })
         .await
         .map_err(|e| HotError::Task(e.to_string()))??;
         self.open = Some(open);
+        if let Some(speed) = &self.shared.speed {
+            speed.events(self.partition, events).await;
+        }
         Ok(())
     }
 
@@ -539,6 +553,11 @@ async fn write_batch_in_span(
         .is_some_and(CancellationToken::is_cancelled)
     {
         return Ok(lost("revoked before its commit"));
+    }
+    // The speed layer's state of this partition covers the batch before the batch
+    // commits: a restart or a new owner never resumes behind what it counted.
+    if let Some(speed) = &shared.speed {
+        speed.checkpoint(p).await?;
     }
     let commit = BatchCommit {
         version: LOG_FORMAT_VERSION,

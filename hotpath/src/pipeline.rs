@@ -118,10 +118,25 @@ pub async fn run_with_progress(
         _ => all.len(),
     };
     let tables = Tables::open(&lake).await?;
+    let (speed, speed_task) = match config.speed.clone() {
+        Some(c) => {
+            let (h, t) = crate::speed::start(
+                c,
+                lake.clone(),
+                &config.topic,
+                &config.writer_id,
+                stop.clone(),
+            )
+            .await?;
+            (Some(h), Some(t))
+        }
+        None => (None, None),
+    };
     let mut router = Router::new(
         &config,
         lake,
         tables,
+        speed,
         consumer.clone(),
         stop.clone(),
         active.min(all.len()),
@@ -165,6 +180,11 @@ pub async fn run_with_progress(
     }
     let outcome = router.route().await;
     let (reports, abandoned) = router.finish(config.grace).await;
+    // Every partition task is gone, so is every sender: the speed layer saves its state
+    // and its sinks get a few seconds to drain (what remains waits in the outbox).
+    if let Some(t) = speed_task {
+        let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
+    }
     let summary = RunSummary {
         partitions: reports?,
         elapsed: started.elapsed(),
@@ -196,10 +216,12 @@ struct Router {
 }
 
 impl Router {
+    #[allow(clippy::too_many_arguments)]
     fn new(
         config: &HotConfig,
         lake: Lake,
         tables: Tables,
+        speed: Option<crate::speed::SpeedHandle>,
         consumer: Arc<KafkaConsumer>,
         stop: CancellationToken,
         partitions: usize,
@@ -242,6 +264,7 @@ impl Router {
             progress,
             tables,
             shape: None,
+            speed,
         };
         Router {
             config: config.clone(),

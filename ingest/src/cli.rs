@@ -210,6 +210,38 @@ pub struct HotArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub storage_retry_timeout: Option<String>,
+    /// Streaming detections in the hot path: on (default) or off (replays with --output-prefix never run them) [env: KVLAKE_SPEED]
+    #[arg(long, value_parser = ["on", "off"])]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speed: Option<String>,
+    /// TOML file of thresholds shared with the cold path (the keys of coldpath/sql/defaults.toml; KVLAKE_COLD_<KEY> overrides) [env: KVLAKE_THRESHOLDS]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thresholds: Option<String>,
+    /// How long after a UTC day ends its late records still count in transit (later ones are left to the cold path), e.g. 1h [env: KVLAKE_ALERT_LATENESS]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alert_lateness: Option<String>,
+    /// Deliver each alert to this webhook (POST of a JSON array), repeatable
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alert_webhook: Vec<String>,
+    /// Sign webhook bodies with HMAC-SHA256 under this secret: a value, env:NAME, file:PATH or a Key Vault secret URL [env: KVLAKE_ALERT_WEBHOOK_SECRET]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alert_webhook_secret: Option<Secret>,
+    /// Azure Monitor Logs Ingestion: the data collection endpoint's logs ingestion URL, https://<dce>.<region>.ingest.monitor.azure.com [env: KVLAKE_ALERT_LOGS_ENDPOINT]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alert_logs_endpoint: Option<String>,
+    /// The data collection rule's immutable id, dcr-<32 hex digits> [env: KVLAKE_ALERT_LOGS_RULE]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alert_logs_rule: Option<String>,
+    /// The DCR's input stream (default Custom-KvlakeAlerts) [env: KVLAKE_ALERT_LOGS_STREAM]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alert_logs_stream: Option<String>,
     /// How to authenticate to Event Hubs: connection-string (SASL PLAIN) or entra (OAUTHBEARER with the service identity). Default: connection-string when one is given, entra for a *.servicebus.windows.net broker [env: KVLAKE_AUTH]
     #[arg(long, value_parser = ["connection-string", "entra"])]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -1,6 +1,7 @@
 //! The `kvlake` binary: command line, settings, signals and logs around the hot and cold
 //! paths. Errors end here as one line that says what to fix, and a non-zero exit code.
 
+mod alerts;
 mod cli;
 mod commands;
 mod eventhubs;

@@ -69,6 +69,16 @@ pub struct HotSettings {
     pub storage_sas: Option<Secret>,
     pub secret_refresh: Option<String>,
     pub ca_file: Option<String>,
+    pub speed: Option<String>,
+    pub thresholds: Option<String>,
+    pub alert_lateness: Option<String>,
+    #[serde(default)]
+    pub alert_webhook: Vec<String>,
+    #[serde(serialize_with = "crate::secret::serialize_described")]
+    pub alert_webhook_secret: Option<Secret>,
+    pub alert_logs_endpoint: Option<String>,
+    pub alert_logs_rule: Option<String>,
+    pub alert_logs_stream: Option<String>,
 }
 
 /// Names that `KVLAKE_<NAME>` environment variables may set.
@@ -110,6 +120,13 @@ const ENV_KEYS: &[&str] = &[
     "storage_sas",
     "secret_refresh",
     "ca_file",
+    "speed",
+    "thresholds",
+    "alert_lateness",
+    "alert_webhook_secret",
+    "alert_logs_endpoint",
+    "alert_logs_rule",
+    "alert_logs_stream",
 ];
 
 /// Merges the layers.

@@ -29,3 +29,14 @@ pub fn dead_letter_table() -> TableDef {
         description: "Messages and records kvlake could not decode, with the reason and the original bytes (kvlake deadletter)".into(),
     }
 }
+
+/// The alerts table the speed layer writes (`alerts/date=…/<alert_id>.parquet`, one row
+/// per file, so that an alert's file is named by its id).
+pub fn alerts_table() -> TableDef {
+    TableDef {
+        path: kvlake_schemas::alerts::ALERTS_TABLE.into(),
+        file_schema: kvlake_schemas::alerts::alert_file_schema(),
+        partitions: vec![("date", DataType::Date32)],
+        description: "Detections the hot path raised in transit, each exactly once by alert_id, with the source coordinates of the triggering record (kvlake alerts)".into(),
+    }
+}

@@ -4,6 +4,7 @@
 //! Everything another part of kvlake (or an outside reader of the lake) relies on is
 //! defined here, so the contract lives in one crate that does no I/O.
 
+pub mod alerts;
 pub mod checkpoint;
 pub mod deadletter;
 pub mod decode;

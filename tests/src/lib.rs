@@ -5,6 +5,7 @@
 pub mod agg;
 pub mod delta;
 pub mod loganalytics;
+pub mod sinks;
 pub mod standin;
 
 use std::collections::{BTreeMap, BTreeSet};

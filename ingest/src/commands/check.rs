@@ -766,6 +766,7 @@ async fn check_storage(
         connection_string: None,
         storage_account_key: watch(&s.storage_account_key),
         storage_sas: watch(&s.storage_sas),
+        alert_webhook_secret: None,
     };
     let lake_auth = match identity::lake_auth(&prepared) {
         Ok(a) => a,

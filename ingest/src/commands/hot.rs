@@ -57,6 +57,7 @@ pub async fn run(args: &HotArgs, shutdown: CancellationToken) -> Result<()> {
         total: spec.retry_timeout,
         ..StorageRetry::default()
     });
+    cfg.speed = speed_config(&prepared, spec.output_prefix.is_some())?;
     tracing::info!(lake = lake.display(), topic = %cfg.topic, mode = ?cfg.mode, assignment = ?cfg.assignment, writer = %cfg.writer_id, "kvlake hot starting");
     // A run with an end (scheduled job, replay) shows how far it has got, on a terminal.
     let has_end = cfg.mode == RunMode::UntilCaughtUp
@@ -114,4 +115,77 @@ pub async fn run(args: &HotArgs, shutdown: CancellationToken) -> Result<()> {
         summary.bytes() as f64 / 1e6 / secs
     );
     Ok(())
+}
+
+/// The speed layer's settings: the thresholds shared with the cold path (the same file and
+/// `KVLAKE_COLD_<KEY>` variables as `kvlake cold`), the lateness and the sinks.
+fn speed_config(
+    prepared: &identity::Prepared,
+    replay: bool,
+) -> Result<Option<kvlake_hotpath::speed::SpeedConfig>> {
+    let s = &prepared.settings;
+    match s.speed.as_deref() {
+        Some("off") => return Ok(None),
+        // A replay under --output-prefix re-reads history: its alerts were raised live.
+        _ if replay => return Ok(None),
+        _ => {}
+    }
+    let t = super::cold::thresholds(s.thresholds.as_deref().map(std::path::Path::new))
+        .context("--thresholds")?;
+    let thresholds = kvlake_hotpath::speed::Thresholds {
+        mass_retrieval_threshold: t.mass_retrieval_threshold,
+        excluded_app_ids: t
+            .excluded_app_ids
+            .iter()
+            .map(|a| a.to_lowercase())
+            .collect(),
+        sensitive_operations: t.sensitive_operations.clone(),
+        list_read_min_secrets: t.list_read_min_secrets,
+        denied_burst_min: t.denied_burst_min,
+        window_minutes: t.window_minutes,
+        warmup_days: t.warmup_days,
+        score_threshold: t.score_threshold,
+        volume_min_baseline: t.volume_min_baseline,
+        volume_min_ratio: t.volume_min_ratio,
+        new_subject_min_operations: t.new_subject_min_operations,
+    };
+    let mut cfg = kvlake_hotpath::speed::SpeedConfig::new(thresholds);
+    if let Some(l) = &s.alert_lateness {
+        cfg.lateness = humantime::parse_duration(l.trim()).with_context(|| {
+            format!("--alert-lateness: `{l}` is not a duration (write e.g. 30m, 2h)")
+        })?;
+    }
+    let http = identity::http::client(&prepared.roots)?;
+    for url in &s.alert_webhook {
+        let hook = crate::alerts::webhook::Webhook::new(
+            url,
+            http.clone(),
+            prepared.alert_webhook_secret.clone(),
+        )?;
+        cfg.sinks.push(Arc::new(hook));
+    }
+    match (&s.alert_logs_endpoint, &s.alert_logs_rule) {
+        (Some(endpoint), Some(rule)) => {
+            let identity = prepared
+                .identity
+                .clone()
+                .context("--alert-logs-endpoint needs the service identity")?;
+            let stream = s
+                .alert_logs_stream
+                .as_deref()
+                .unwrap_or(crate::alerts::logs::DEFAULT_STREAM);
+            cfg.sinks
+                .push(Arc::new(crate::alerts::logs::LogsIngestion::new(
+                    endpoint, rule, stream, http, identity,
+                )?));
+        }
+        (Some(_), None) => anyhow::bail!(
+            "--alert-logs-endpoint needs --alert-logs-rule: the data collection rule's immutable id (dcr-...)"
+        ),
+        (None, Some(_)) => anyhow::bail!(
+            "--alert-logs-rule needs --alert-logs-endpoint: the data collection endpoint's logs ingestion URL"
+        ),
+        (None, None) => {}
+    }
+    Ok(Some(cfg))
 }

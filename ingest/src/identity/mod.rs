@@ -34,6 +34,7 @@ pub fn secret_settings(s: &HotSettings) -> Vec<(&'static str, &Secret)> {
         ),
         ("--storage-account-key", s.storage_account_key.as_ref()),
         ("--storage-sas", s.storage_sas.as_ref()),
+        ("--alert-webhook-secret", s.alert_webhook_secret.as_ref()),
         ("--client-secret", s.client_secret.as_ref()),
         (
             "--client-certificate-password",
@@ -74,6 +75,7 @@ pub struct Prepared {
     pub connection_string: Option<SecretWatch>,
     pub storage_account_key: Option<SecretWatch>,
     pub storage_sas: Option<SecretWatch>,
+    pub alert_webhook_secret: Option<SecretWatch>,
 }
 
 /// Whether any setting points at Key Vault.
@@ -122,6 +124,7 @@ pub async fn prepare(mut s: HotSettings) -> Result<Prepared> {
             .as_deref()
             .is_some_and(|b| crate::settings::kafka_auth(&s, b).ok() == Some(KafkaAuth::Entra))
         || s.auth.as_deref() == Some("entra")
+        || s.alert_logs_endpoint.is_some()
         || crate::settings::storage_auth(&s).ok() == Some(StorageAuth::Entra);
     let identity = if needs_identity {
         Some(Identity::new(&opts, &client)?)
@@ -149,9 +152,12 @@ pub async fn prepare(mut s: HotSettings) -> Result<Prepared> {
     let storage_account_key =
         resolve("--storage-account-key", s.storage_account_key.take()).await?;
     let storage_sas = resolve("--storage-sas", s.storage_sas.take()).await?;
+    let alert_webhook_secret =
+        resolve("--alert-webhook-secret", s.alert_webhook_secret.take()).await?;
     s.eventhubs_connection_string = connection_string.as_ref().map(|w| w.borrow().clone());
     s.storage_account_key = storage_account_key.as_ref().map(|w| w.borrow().clone());
     s.storage_sas = storage_sas.as_ref().map(|w| w.borrow().clone());
+    s.alert_webhook_secret = alert_webhook_secret.as_ref().map(|w| w.borrow().clone());
     s.client_secret = opts.client_secret.clone();
     s.client_certificate_password = opts.client_certificate_password.clone();
     // Secret-looking storage options may be references too (read once, at start).
@@ -172,6 +178,7 @@ pub async fn prepare(mut s: HotSettings) -> Result<Prepared> {
         connection_string,
         storage_account_key,
         storage_sas,
+        alert_webhook_secret,
     })
 }
 

@@ -1,0 +1,786 @@
+//! The rules, evaluated record by record over the combined state: the seven kinds of the
+//! cold path's `anomalies` table, with the same thresholds (`coldpath/sql/defaults.toml`)
+//! and the same history conditions, so the two layers agree on what is an anomaly.
+//!
+//! Pure: no I/O and no clock (the caller passes `now`). Daily rules fire once per key and
+//! UTC day, the moment the running count crosses; sliding-window rules once per key and
+//! UTC day of the window's start; the id is a hash of (kind, key, day).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use kvlake_schemas::time::format_date;
+
+use super::alert::{Alert, alert_id, kind};
+use super::event::Event;
+use super::history::{History, Metric, SERIES_DAYS};
+use super::state::{Key, State, WinEvent, WinKey, WinKind};
+
+const DAY: i64 = 86_400_000_000;
+const MINUTE: i64 = 60_000_000;
+
+/// The thresholds, one field per key of `coldpath/sql/defaults.toml` with the same
+/// meaning; the binary fills it from that file (and its overrides).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Thresholds {
+    /// More than this many reads in a day.
+    pub mass_retrieval_threshold: u64,
+    /// App ids left out of mass retrieval (lower case).
+    pub excluded_app_ids: Vec<String>,
+    /// Operations reported whenever they succeed.
+    pub sensitive_operations: Vec<String>,
+    /// At least this many different secrets read after a SecretList.
+    pub list_read_min_secrets: u64,
+    /// At least this many 401/403 within the window.
+    pub denied_burst_min: u64,
+    /// Length of the sliding windows, minutes.
+    pub window_minutes: u32,
+    /// Days of history before a baseline is trusted / before first-seen means new.
+    pub warmup_days: u32,
+    /// Standard deviations above the 28-day mean.
+    pub score_threshold: f64,
+    /// Smallest 28-day mean for unusual volume.
+    pub volume_min_baseline: f64,
+    /// Smallest multiple of the mean for unusual volume.
+    pub volume_min_ratio: f64,
+    /// Calls in the day before a first-seen subject is reported.
+    pub new_subject_min_operations: u64,
+}
+
+/// A subject's baseline for one day, as `baselines.sql` computes it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stats {
+    /// Lake days in the 28 days before, from the subject's first day.
+    pub days: u32,
+    /// Mean over those days (0 when none).
+    pub mean: f64,
+    /// The spread used in scores: the standard deviation, at least sqrt(mean) and 1.
+    pub spread: f64,
+}
+
+fn day_of(micros: i64) -> i32 {
+    i32::try_from(micros.div_euclid(DAY)).unwrap_or(i32::MAX)
+}
+
+/// The rules and everything they keep.
+#[derive(Debug)]
+pub struct Rules {
+    t: Thresholds,
+    topic: String,
+    /// The combined state of every partition.
+    pub state: State,
+    /// What is known from before the live days.
+    pub history: History,
+    fired: HashSet<String>,
+    fired_days: BTreeMap<i32, Vec<String>>,
+    /// Highest window count seen per day and (identity, vault), for the peak series.
+    peaks: HashMap<(i32, Metric), u64>,
+    stats: HashMap<(i32, Metric), Stats>,
+    ages: HashMap<i32, u32>,
+    /// Newest event time seen (drives eviction).
+    pub max_time: i64,
+    lateness: i64,
+    /// Records older than the allowed lateness, left to the cold path.
+    pub late_records: u64,
+}
+
+impl Rules {
+    /// Rules with `history`, for records of `topic`, keeping a day until `lateness_micros`
+    /// after it ends.
+    pub fn new(t: Thresholds, topic: &str, history: History, lateness_micros: i64) -> Rules {
+        Rules {
+            t,
+            topic: topic.to_string(),
+            state: State::new(),
+            history,
+            fired: HashSet::new(),
+            fired_days: BTreeMap::new(),
+            peaks: HashMap::new(),
+            stats: HashMap::new(),
+            ages: HashMap::new(),
+            max_time: i64::MIN,
+            lateness: lateness_micros,
+            late_records: 0,
+        }
+    }
+
+    /// The thresholds.
+    pub fn thresholds(&self) -> &Thresholds {
+        &self.t
+    }
+
+    /// Replaces the history (a refresh after the cold path ran).
+    pub fn set_history(&mut self, h: History) {
+        self.history = h;
+        self.stats.clear();
+        self.ages.clear();
+    }
+
+    /// Forgets cached baselines (late records may have changed a past live day).
+    pub fn forget_cache(&mut self) {
+        self.stats.clear();
+        self.ages.clear();
+    }
+
+    fn window(&self) -> i64 {
+        i64::from(self.t.window_minutes) * MINUTE
+    }
+
+    /// Counts one record of partition `p` and returns the alerts it raises.
+    pub fn observe(&mut self, ev: &Event, now: i64) -> Vec<Alert> {
+        let day = day_of(ev.time);
+        if day < self.state.evicted_before {
+            self.late_records += 1;
+            return Vec::new();
+        }
+        self.max_time = self.max_time.max(ev.time);
+        let p = ev.partition;
+        let mut changed: Vec<Key> = Vec::new();
+        let mut out = Vec::new();
+        if let Some(v) = &ev.vault {
+            self.state.add(p, day, Key::Vault(v.clone()), 1);
+            changed.push(Key::Vault(v.clone()));
+        }
+        if let (Some(id), Some(v)) = (&ev.identity, &ev.vault) {
+            self.state.add(p, day, Key::Identity(id.clone()), 1);
+            self.state.add(p, day, Key::Pair(id.clone(), v.clone()), 1);
+            changed.push(Key::Identity(id.clone()));
+            changed.push(Key::Pair(id.clone(), v.clone()));
+            if let Some(oid) = &ev.object_id {
+                let app = ev.app_id.clone().unwrap_or_default();
+                if !self.t.excluded_app_ids.contains(&app) {
+                    let read = ev.success
+                        && matches!(ev.operation.as_str(), "SecretGet" | "KeyGet" | "VaultGet");
+                    self.state
+                        .add(p, day, Key::Reads(oid.clone()), u64::from(read));
+                    if read {
+                        changed.push(Key::Reads(oid.clone()));
+                    }
+                }
+            }
+            let wk: WinKey = (id.clone(), v.clone());
+            let denied = matches!(ev.http_status, Some(401 | 403));
+            let list = ev.success && ev.operation == "SecretList";
+            let get = ev.success && ev.operation == "SecretGet" && ev.object_name.is_some();
+            if denied || list || get {
+                let kind = if denied {
+                    WinKind::Denied
+                } else if list {
+                    WinKind::List
+                } else {
+                    WinKind::Get
+                };
+                self.state.push_window(
+                    p,
+                    wk.clone(),
+                    WinEvent {
+                        t: ev.time,
+                        kind,
+                        secret: if get { ev.object_name.clone() } else { None },
+                    },
+                );
+                if denied {
+                    out.extend(self.eval_denied(&wk, Some(ev), now));
+                }
+                if list || get {
+                    out.extend(self.eval_list(&wk, Some(ev), now));
+                }
+            }
+        }
+        if let (Some(id), Some(ip)) = (&ev.identity, &ev.ip) {
+            self.state.add(p, day, Key::Ip(id.clone(), ip.clone()), 1);
+            changed.push(Key::Ip(id.clone(), ip.clone()));
+        }
+        if ev.success && self.t.sensitive_operations.contains(&ev.operation) {
+            out.extend(self.sensitive(ev, now));
+        }
+        for k in changed {
+            out.extend(self.eval_daily(day, &k, Some(ev), now));
+        }
+        out
+    }
+
+    /// Re-evaluates counters and windows that another instance's contribution changed.
+    pub fn reevaluate(
+        &mut self,
+        counts: &[(i32, Key)],
+        windows: &[WinKey],
+        now: i64,
+    ) -> Vec<Alert> {
+        let mut out = Vec::new();
+        for (day, k) in counts {
+            out.extend(self.eval_daily(*day, k, None, now));
+        }
+        for w in windows {
+            out.extend(self.eval_denied(w, None, now));
+            out.extend(self.eval_list(w, None, now));
+        }
+        out
+    }
+
+    /// Evicts days that ended more than the lateness ago (by event time) and old window
+    /// events; closed days go into the history.
+    pub fn evict(&mut self) {
+        if self.max_time == i64::MIN {
+            return;
+        }
+        let horizon = self.max_time - self.lateness;
+        let day = day_of(horizon);
+        let window_floor = horizon - self.window();
+        let closed = self.state.evict(day, window_floor);
+        if closed.is_empty() && day <= self.state.evicted_before.saturating_sub(1) {
+            return;
+        }
+        let keep_from = day - SERIES_DAYS;
+        for ((d, k), n) in closed {
+            self.history.lake_days.insert(d);
+            match k {
+                Key::Vault(v) => self.history.put(Metric::Vault(v), d, n, keep_from),
+                Key::Identity(i) => self.history.put(Metric::Identity(i), d, n, keep_from),
+                Key::Reads(o) => self.history.put(Metric::Reads(o), d, n, keep_from),
+                Key::Pair(i, v) => {
+                    self.history.pair(&i, &v, d);
+                    for m in [
+                        Metric::PeakList(i.clone(), v.clone()),
+                        Metric::PeakDenied(i.clone(), v.clone()),
+                    ] {
+                        let peak = self.peaks.remove(&(d, m.clone())).unwrap_or(0);
+                        self.history.put(m, d, peak, keep_from);
+                    }
+                }
+                Key::Ip(i, ip) => self.history.ip(&i, &ip, d),
+            }
+        }
+        self.peaks.retain(|(d, _), _| *d >= day);
+        let old: Vec<i32> = self.fired_days.range(..day).map(|(d, _)| *d).collect();
+        for d in old {
+            for id in self.fired_days.remove(&d).unwrap_or_default() {
+                self.fired.remove(&id);
+            }
+        }
+        self.history.trim(keep_from);
+        self.forget_cache();
+    }
+
+    /// Lake days before `day`.
+    pub fn lake_age(&mut self, day: i32) -> u32 {
+        if let Some(a) = self.ages.get(&day) {
+            return *a;
+        }
+        let mut n = self.history.lake_days.range(..day).count();
+        n += self
+            .state
+            .days()
+            .filter(|d| *d < day && !self.history.lake_days.contains(d))
+            .count();
+        let a = u32::try_from(n).unwrap_or(u32::MAX);
+        self.ages.insert(day, a);
+        a
+    }
+
+    fn live_key(m: &Metric) -> Key {
+        match m {
+            Metric::Vault(v) => Key::Vault(v.clone()),
+            Metric::Identity(i) => Key::Identity(i.clone()),
+            Metric::Reads(o) => Key::Reads(o.clone()),
+            Metric::PeakList(i, v) | Metric::PeakDenied(i, v) => Key::Pair(i.clone(), v.clone()),
+        }
+    }
+
+    fn live_value(&self, m: &Metric, day: i32) -> u64 {
+        match m {
+            Metric::PeakList(..) | Metric::PeakDenied(..) => {
+                self.peaks.get(&(day, m.clone())).copied().unwrap_or(0)
+            }
+            _ => self.state.total(day, &Self::live_key(m)),
+        }
+    }
+
+    /// The baseline of `m` for `day`: the 28 lake days before it, from its first day.
+    pub fn stats(&mut self, day: i32, m: &Metric) -> Stats {
+        if let Some(s) = self.stats.get(&(day, m.clone())) {
+            return *s;
+        }
+        let live = Self::live_key(m);
+        let mut first = self.history.first.get(m).copied().unwrap_or(day);
+        for d in self.state.days() {
+            if d < first && self.state.seen(d, &live) {
+                first = d;
+            }
+        }
+        let (mut days, mut sum, mut sq) = (0u32, 0f64, 0f64);
+        for d in (day - 28).max(first)..day {
+            let lake_day = self.history.lake_days.contains(&d) || self.state.days().any(|x| x == d);
+            if !lake_day {
+                continue;
+            }
+            days += 1;
+            let v = self
+                .history
+                .value(m, d)
+                .unwrap_or_else(|| self.live_value(m, d)) as f64;
+            sum += v;
+            sq += v * v;
+        }
+        let mean = if days > 0 { sum / f64::from(days) } else { 0.0 };
+        let sd = if days > 1 {
+            ((sq - sum * sum / f64::from(days)) / f64::from(days - 1))
+                .max(0.0)
+                .sqrt()
+        } else {
+            0.0
+        };
+        let s = Stats {
+            days,
+            mean,
+            spread: sd.max(mean.sqrt()).max(1.0),
+        };
+        self.stats.insert((day, m.clone()), s);
+        s
+    }
+
+    /// The history condition of the burst rules (`fired` in anomalies.sql).
+    fn history_ok(&mut self, day: i32, m: &Metric, v: u64) -> (bool, Stats) {
+        let s = self.stats(day, m);
+        let warm = self.t.warmup_days;
+        let ok = if s.days >= warm {
+            (v as f64 - s.mean) / s.spread >= self.t.score_threshold
+        } else {
+            self.lake_age(day) >= warm
+        };
+        (ok, s)
+    }
+
+    fn score_floor(&self, s: &Stats) -> f64 {
+        if s.days >= self.t.warmup_days {
+            (s.mean + self.t.score_threshold * s.spread).ceil()
+        } else {
+            0.0
+        }
+    }
+
+    fn pair_known_before(&self, id: &str, v: &str, day: i32) -> bool {
+        let k = (id.to_string(), v.to_string());
+        self.history.pair_first.get(&k).is_some_and(|d| *d < day)
+            || self
+                .state
+                .days()
+                .any(|d| d < day && self.state.seen(d, &Key::Pair(k.0.clone(), k.1.clone())))
+    }
+
+    fn ip_known_before(&self, id: &str, ip: &str, day: i32) -> bool {
+        let k = (id.to_string(), ip.to_string());
+        self.history.ip_first.get(&k).is_some_and(|d| *d < day)
+            || self
+                .state
+                .days()
+                .any(|d| d < day && self.state.seen(d, &Key::Ip(k.0.clone(), k.1.clone())))
+    }
+
+    fn identity_first(&self, id: &str) -> Option<i32> {
+        let live = self
+            .state
+            .days()
+            .find(|d| self.state.seen(*d, &Key::Identity(id.to_string())));
+        match (self.history.identity_first.get(id).copied(), live) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn eval_daily(&mut self, day: i32, k: &Key, ev: Option<&Event>, now: i64) -> Vec<Alert> {
+        let total = self.state.total(day, k);
+        let date = format_date(i64::from(day));
+        let (ws, we) = (i64::from(day) * DAY, i64::from(day) * DAY + DAY);
+        let warm = self.t.warmup_days;
+        match k {
+            Key::Reads(oid) => {
+                let id = alert_id(kind::MASS_SECRET_RETRIEVAL, &[oid], &date);
+                if total <= self.t.mass_retrieval_threshold || self.fired.contains(&id) {
+                    return Vec::new();
+                }
+                let (ok, s) = self.history_ok(day, &Metric::Reads(oid.clone()), total);
+                if !ok {
+                    return Vec::new();
+                }
+                let t = self.t.mass_retrieval_threshold;
+                let tail = if s.days < warm {
+                    "; it has less than a week of history.".to_string()
+                } else {
+                    format!(" and far above its usual {} a day.", s.mean.round() as i64)
+                };
+                let d = format!(
+                    "{oid} read secrets, keys or vaults {total} times today (SecretGet, KeyGet, VaultGet), more than {t}{tail}"
+                );
+                let threshold = ((t + 1) as f64).max(self.score_floor(&s));
+                vec![self.fire(
+                    id,
+                    kind::MASS_SECRET_RETRIEVAL,
+                    Subject::identity(oid, None, Some(oid)),
+                    day,
+                    (ws, we),
+                    total,
+                    threshold,
+                    d,
+                    ev,
+                    now,
+                )]
+            }
+            Key::Vault(_) | Key::Identity(_) => {
+                let (scope, name, m) = match k {
+                    Key::Vault(v) => ("vault", v.clone(), Metric::Vault(v.clone())),
+                    Key::Identity(i) => ("identity", i.clone(), Metric::Identity(i.clone())),
+                    _ => return Vec::new(),
+                };
+                let id = alert_id(kind::UNUSUAL_VOLUME, &[scope, &name], &date);
+                if self.fired.contains(&id) {
+                    return Vec::new();
+                }
+                let s = self.stats(day, &m);
+                let v = total as f64;
+                let fires = s.days >= warm
+                    && s.mean >= self.t.volume_min_baseline
+                    && v >= self.t.volume_min_ratio * s.mean
+                    && (v - s.mean) / s.spread >= self.t.score_threshold;
+                if !fires {
+                    return Vec::new();
+                }
+                let who = if scope == "vault" {
+                    format!("Vault {name}")
+                } else {
+                    format!("Identity {name} (all vaults)")
+                };
+                let d = format!(
+                    "{who} has made {total} calls so far today; its usual is {} a day (plus or minus {}) over the last {} days.",
+                    s.mean.round() as i64,
+                    s.spread.round() as i64,
+                    s.days
+                );
+                let threshold = (self.t.volume_min_ratio * s.mean)
+                    .ceil()
+                    .max(self.score_floor(&s));
+                let subject = if scope == "vault" {
+                    Subject::vault(&name)
+                } else {
+                    Subject::identity(&name, None, ev.and_then(|e| e.object_id.as_deref()))
+                };
+                vec![self.fire(
+                    id,
+                    kind::UNUSUAL_VOLUME,
+                    subject,
+                    day,
+                    (ws, we),
+                    total,
+                    threshold,
+                    d,
+                    ev,
+                    now,
+                )]
+            }
+            Key::Pair(i, v) => {
+                let id = alert_id(kind::NEW_IDENTITY_ON_VAULT, &[i, v], &date);
+                if total < self.t.new_subject_min_operations
+                    || self.fired.contains(&id)
+                    || self.pair_known_before(i, v, day)
+                {
+                    return Vec::new();
+                }
+                let age = self.lake_age(day);
+                if age < warm {
+                    return Vec::new();
+                }
+                let d = format!(
+                    "{i} used vault {v} for the first time ({total} calls so far today); the lake has {age} earlier days."
+                );
+                let t = self.t.new_subject_min_operations as f64;
+                vec![self.fire(
+                    id,
+                    kind::NEW_IDENTITY_ON_VAULT,
+                    Subject::identity(i, Some(v), ev.and_then(|e| e.object_id.as_deref())),
+                    day,
+                    (ws, we),
+                    total,
+                    t,
+                    d,
+                    ev,
+                    now,
+                )]
+            }
+            Key::Ip(i, ip) => {
+                let id = alert_id(kind::NEW_IP_FOR_IDENTITY, &[i, ip], &date);
+                if total < self.t.new_subject_min_operations
+                    || self.fired.contains(&id)
+                    || self.ip_known_before(i, ip, day)
+                {
+                    return Vec::new();
+                }
+                let Some(since) = self.identity_first(i).filter(|f| *f < day) else {
+                    return Vec::new();
+                };
+                if self.lake_age(day) < warm {
+                    return Vec::new();
+                }
+                let d = format!(
+                    "{i} called from {ip} for the first time ({total} calls so far today); it has been seen since {}.",
+                    format_date(i64::from(since))
+                );
+                let t = self.t.new_subject_min_operations as f64;
+                let mut subject =
+                    Subject::identity(i, None, ev.and_then(|e| e.object_id.as_deref()));
+                subject.subject_type = "ip";
+                subject.subject = ip.clone();
+                subject.ip = Some(ip.clone());
+                vec![self.fire(
+                    id,
+                    kind::NEW_IP_FOR_IDENTITY,
+                    subject,
+                    day,
+                    (ws, we),
+                    total,
+                    t,
+                    d,
+                    ev,
+                    now,
+                )]
+            }
+        }
+    }
+
+    fn sensitive(&mut self, ev: &Event, now: i64) -> Vec<Alert> {
+        let day = day_of(ev.time);
+        let who = ev.identity.clone().unwrap_or_else(|| "(anonymous)".into());
+        let vault = ev.vault.clone().unwrap_or_default();
+        let id = alert_id(
+            kind::SENSITIVE_OPERATION,
+            &[&who, &vault, &ev.operation],
+            &format_date(i64::from(day)),
+        );
+        if self.fired.contains(&id) {
+            return Vec::new();
+        }
+        let d = format!(
+            "{} ran {} successfully on vault {}, a sensitive operation.",
+            ev.identity.as_deref().unwrap_or("an anonymous caller"),
+            ev.operation,
+            ev.vault.as_deref().unwrap_or("(unknown)")
+        );
+        let mut subject = Subject::identity(&who, ev.vault.as_deref(), ev.object_id.as_deref());
+        subject.identity = ev.identity.clone();
+        subject.ip = ev.ip.clone();
+        vec![self.fire(
+            id,
+            kind::SENSITIVE_OPERATION,
+            subject,
+            day,
+            (ev.time, ev.time),
+            1,
+            1.0,
+            d,
+            Some(ev),
+            now,
+        )]
+    }
+
+    /// Denials of `wk`: for each denial d whose window [d, d + W] holds `ev`, its count.
+    fn eval_denied(&mut self, wk: &WinKey, ev: Option<&Event>, now: i64) -> Vec<Alert> {
+        let w = self.window();
+        let times: Vec<i64> = self
+            .state
+            .window(wk)
+            .into_iter()
+            .filter(|e| e.kind == WinKind::Denied)
+            .map(|e| e.t)
+            .collect();
+        let mut out = Vec::new();
+        let mut last = None;
+        for (i, &d) in times.iter().enumerate() {
+            if last == Some(d) || ev.is_some_and(|e| e.time < d || e.time > d + w) {
+                continue;
+            }
+            last = Some(d);
+            let end = times.partition_point(|t| *t <= d + w);
+            let count = (end - i) as u64;
+            let day = day_of(d);
+            let m = Metric::PeakDenied(wk.0.clone(), wk.1.clone());
+            let peak = self.peaks.entry((day, m.clone())).or_default();
+            *peak = (*peak).max(count);
+            if count < self.t.denied_burst_min {
+                continue;
+            }
+            let date = format_date(i64::from(day));
+            let id = alert_id(kind::DENIED_BURST, &[&wk.0, &wk.1], &date);
+            if self.fired.contains(&id) {
+                continue;
+            }
+            let (ok, s) = self.history_ok(day, &m, count);
+            if !ok {
+                continue;
+            }
+            let d_text = format!(
+                "{} was denied (401/403) {count} times within {} minutes on vault {}.",
+                wk.0, self.t.window_minutes, wk.1
+            );
+            let threshold = (self.t.denied_burst_min as f64).max(self.score_floor(&s));
+            out.push(self.fire(
+                id,
+                kind::DENIED_BURST,
+                Subject::identity(&wk.0, Some(&wk.1), ev.and_then(|e| e.object_id.as_deref())),
+                day,
+                (d, d + w),
+                count,
+                threshold,
+                d_text,
+                ev,
+                now,
+            ));
+        }
+        out
+    }
+
+    /// Lists of `wk`: for each SecretList l whose window [l, l + W] holds `ev`, the
+    /// different secrets read in it.
+    fn eval_list(&mut self, wk: &WinKey, ev: Option<&Event>, now: i64) -> Vec<Alert> {
+        let w = self.window();
+        let events = self.state.window(wk);
+        let lists: Vec<i64> = events
+            .iter()
+            .filter(|e| e.kind == WinKind::List)
+            .map(|e| e.t)
+            .collect();
+        let mut out = Vec::new();
+        let mut last = None;
+        for l in lists {
+            if last == Some(l) || ev.is_some_and(|e| e.time < l || e.time > l + w) {
+                continue;
+            }
+            last = Some(l);
+            let secrets: HashSet<&str> = events
+                .iter()
+                .filter(|e| e.kind == WinKind::Get && e.t >= l && e.t <= l + w)
+                .filter_map(|e| e.secret.as_deref())
+                .collect();
+            let count = secrets.len() as u64;
+            let day = day_of(l);
+            let m = Metric::PeakList(wk.0.clone(), wk.1.clone());
+            let peak = self.peaks.entry((day, m.clone())).or_default();
+            *peak = (*peak).max(count);
+            if count < self.t.list_read_min_secrets {
+                continue;
+            }
+            let id = alert_id(
+                kind::LIST_THEN_READ,
+                &[&wk.0, &wk.1],
+                &format_date(i64::from(day)),
+            );
+            if self.fired.contains(&id) {
+                continue;
+            }
+            let (ok, s) = self.history_ok(day, &m, count);
+            if !ok {
+                continue;
+            }
+            let d_text = format!(
+                "{} listed the secrets of vault {} and read {count} different secrets within {} minutes.",
+                wk.0, wk.1, self.t.window_minutes
+            );
+            let threshold = (self.t.list_read_min_secrets as f64).max(self.score_floor(&s));
+            out.push(self.fire(
+                id,
+                kind::LIST_THEN_READ,
+                Subject::identity(&wk.0, Some(&wk.1), ev.and_then(|e| e.object_id.as_deref())),
+                day,
+                (l, l + w),
+                count,
+                threshold,
+                d_text,
+                ev,
+                now,
+            ));
+        }
+        out
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn fire(
+        &mut self,
+        id: String,
+        kind: &str,
+        subject: Subject,
+        day: i32,
+        window: (i64, i64),
+        observed: u64,
+        threshold: f64,
+        description: String,
+        ev: Option<&Event>,
+        now: i64,
+    ) -> Alert {
+        self.fired.insert(id.clone());
+        self.fired_days.entry(day).or_default().push(id.clone());
+        Alert {
+            alert_id: id,
+            kind: kind.to_string(),
+            subject_type: subject.subject_type.to_string(),
+            subject: subject.subject,
+            vault_name: subject.vault,
+            identity: subject.identity,
+            caller_object_id: subject.object_id,
+            ip: subject.ip,
+            date: format_date(i64::from(day)),
+            window_start: window.0,
+            window_end: window.1,
+            observed: observed as f64,
+            threshold,
+            description,
+            detected_at: now,
+            event_time: ev.map(|e| e.time),
+            source: ev.map(|_| self.topic.clone()),
+            partition: ev.map(|e| e.partition),
+            offset: ev.map(|e| e.offset),
+            record_index: ev.map(|e| e.record_index),
+        }
+    }
+
+    /// Marks ids already raised (read back from the outbox at start), so that a restart
+    /// does not raise them again.
+    pub fn already_fired(&mut self, ids: impl IntoIterator<Item = (i32, String)>) {
+        for (day, id) in ids {
+            if self.fired.insert(id.clone()) {
+                self.fired_days.entry(day).or_default().push(id);
+            }
+        }
+    }
+}
+
+struct Subject {
+    subject_type: &'static str,
+    subject: String,
+    vault: Option<String>,
+    identity: Option<String>,
+    object_id: Option<String>,
+    ip: Option<String>,
+}
+
+impl Subject {
+    fn identity(id: &str, vault: Option<&str>, object_id: Option<&str>) -> Subject {
+        Subject {
+            subject_type: "identity",
+            subject: id.to_string(),
+            vault: vault.map(str::to_string),
+            identity: Some(id.to_string()),
+            object_id: object_id.map(str::to_string),
+            ip: None,
+        }
+    }
+    fn vault(v: &str) -> Subject {
+        Subject {
+            subject_type: "vault",
+            subject: v.to_string(),
+            vault: Some(v.to_string()),
+            identity: None,
+            object_id: None,
+            ip: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
