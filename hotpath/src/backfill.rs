@@ -82,6 +82,8 @@ impl SourceSink {
                 progress: crate::progress::none(),
                 tables: tables.clone(),
                 shape: None,
+                // History has no place in detections raised in transit (as replays).
+                speed: None,
             },
         }
     }
