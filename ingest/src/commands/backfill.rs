@@ -24,7 +24,6 @@ use crate::cli::{BackfillArgs, HotArgs};
 use crate::identity::{self, Identity};
 use crate::loganalytics::{self, LogsClient, LogsError, Outcome, Table};
 use crate::progress::Progress;
-use crate::settings;
 
 /// The API's own row limit per query.
 const API_MAX_ROWS: usize = 500_000;
@@ -343,22 +342,7 @@ async fn open(args: &BackfillArgs) -> Result<(Lake, Identity, identity::http::Ex
         ca_file: args.ca_file.clone(),
         ..HotArgs::default()
     };
-    let mut shared = settings::load(&hot)?;
-    // Backfill never talks to Event Hubs: do not resolve (or need access to) its secret.
-    shared.eventhubs_connection_string = None;
-    let prepared = identity::prepare(shared).await?;
-    let auth = identity::lake_auth(&prepared)?;
-    let url = prepared.settings.lake.clone().filter(|l| !l.trim().is_empty()).ok_or_else(|| {
-        anyhow!("missing --lake (or KVLAKE_LAKE, or `lake` in --config): the lake to load into, e.g. ./lake")
-    })?;
-    let options: Vec<(String, String)> = prepared
-        .settings
-        .storage_options
-        .clone()
-        .into_iter()
-        .collect();
-    let lake = Lake::open_with(&url, &options, None, &auth)
-        .context("cannot open the lake (--lake, --storage-option, --storage-auth)")?;
+    let (lake, prepared) = super::cold::open_lake_with(&hot).await?;
     let identity = match prepared.identity.clone() {
         Some(id) => id,
         None => {

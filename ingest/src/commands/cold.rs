@@ -66,22 +66,34 @@ pub async fn open_lake(args: &LakeArgs) -> Result<Lake> {
         storage_auth: args.storage_auth.clone(),
         ..HotArgs::default()
     };
-    let mut shared = settings::load(&hot)?;
-    // The cold path never talks to Event Hubs: do not resolve (or need access to) its secret.
+    Ok(open_lake_with(&hot).await?.0)
+}
+
+/// The lake named by `hot`'s lake settings, and the prepared settings (identity,
+/// resolved secrets) it was opened with, for a command that also needs the identity.
+/// Event Hubs is never used by such a command, so its secret is not resolved.
+pub async fn open_lake_with(hot: &HotArgs) -> Result<(Lake, identity::Prepared)> {
+    let mut shared = settings::load(hot)?;
     shared.eventhubs_connection_string = None;
     let prepared = identity::prepare(shared).await?;
     let auth = identity::lake_auth(&prepared)?;
-    let url = prepared.settings.lake.clone().filter(|l| !l.trim().is_empty()).ok_or_else(|| {
-        anyhow!("missing --lake (or KVLAKE_LAKE, or `lake` in --config): the lake to read, e.g. ./lake")
-    })?;
+    let url = prepared
+        .settings
+        .lake
+        .clone()
+        .filter(|l| !l.trim().is_empty())
+        .ok_or_else(|| {
+            anyhow!("missing --lake (or KVLAKE_LAKE, or `lake` in --config): the lake, e.g. ./lake")
+        })?;
     let options: Vec<(String, String)> = prepared
         .settings
         .storage_options
         .clone()
         .into_iter()
         .collect();
-    Lake::open_with(&url, &options, None, &auth)
-        .context("cannot open the lake (--lake, --storage-option, --storage-auth)")
+    let lake = Lake::open_with(&url, &options, None, &auth)
+        .context("cannot open the lake (--lake, --storage-option, --storage-auth)")?;
+    Ok((lake, prepared))
 }
 
 pub async fn run(args: &ColdArgs) -> Result<()> {
