@@ -16,7 +16,7 @@ use kvlake_lake::tables::raw_table;
 use kvlake_lake::{CommitOutcome, DeltaTable, Lake, TableDef};
 use kvlake_schemas::delta::stats::stats_of_file;
 use kvlake_schemas::delta::{Action, Add, CommitInfo, Remove};
-use kvlake_schemas::time::{format_date, parse_date};
+use kvlake_schemas::time::format_date;
 use object_store::ObjectStore;
 use object_store::path::Path;
 use parquet::arrow::ArrowWriter;
@@ -349,28 +349,9 @@ impl ColdJob {
 
     /// The live files of an aggregate table, with their day, read into memory.
     async fn live_files(&self, table: &Table) -> Result<Vec<(i32, Bytes)>, ColdError> {
-        let delta = DeltaTable::new(&self.lake, agg_table(table));
-        if !delta.exists().await? {
-            return Ok(Vec::new());
-        }
-        let snap = delta.load().await?;
-        let mut out = Vec::with_capacity(snap.files.len());
-        for add in snap.files.values() {
-            let Some(day) = add
-                .partition_values
-                .get("date")
-                .and_then(|d| d.as_deref())
-                .and_then(parse_date)
-                .and_then(|d| i32::try_from(d).ok())
-            else {
-                continue;
-            };
-            let bytes = delta.root().get(&add.path).await?.ok_or_else(|| {
-                ColdError::output(table.name, format!("live file {} is missing", add.path))
-            })?;
-            out.push((day, bytes));
-        }
-        Ok(out)
+        Ok(DeltaTable::new(&self.lake, agg_table(table))
+            .live_files_by_day()
+            .await?)
     }
 }
 

@@ -169,6 +169,35 @@ impl DeltaTable {
         Ok(snap)
     }
 
+    /// The live files of a table partitioned by `date`, read whole, with their day (days
+    /// since the epoch); nothing when the table does not exist. A live file that is
+    /// missing is an error: the log names it, so the table is damaged.
+    pub async fn live_files_by_day(&self) -> Result<Vec<(i32, Bytes)>, LakeError> {
+        if !self.exists().await? {
+            return Ok(Vec::new());
+        }
+        let snap = self.load().await?;
+        let mut out = Vec::with_capacity(snap.files.len());
+        for add in snap.files.values() {
+            let Some(day) = add
+                .partition_values
+                .get("date")
+                .and_then(|d| d.as_deref())
+                .and_then(kvlake_schemas::time::parse_date)
+                .and_then(|d| i32::try_from(d).ok())
+            else {
+                continue;
+            };
+            let bytes = self
+                .lake
+                .get(&add.path)
+                .await?
+                .ok_or_else(|| self.error(format!("live file {} is missing", add.path)))?;
+            out.push((day, bytes));
+        }
+        Ok(out)
+    }
+
     /// Applies the commits after `snap.version`; returns how many.
     pub async fn update(&self, snap: &mut Snapshot) -> Result<usize, LakeError> {
         let listed = if snap.version >= 0 {

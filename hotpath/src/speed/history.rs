@@ -11,7 +11,6 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::Int64Type;
 use bytes::Bytes;
 use kvlake_lake::{DeltaTable, Lake, TableDef};
-use kvlake_schemas::time::parse_date;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::error::HotError;
@@ -111,37 +110,19 @@ fn def(name: &str) -> TableDef {
 /// The live files of one aggregate table with their day (nothing when the cold path
 /// has not run).
 async fn files(lake: &Lake, name: &str) -> Result<Vec<(i32, Bytes)>, HotError> {
-    let table = DeltaTable::new(lake, def(name));
-    if !table.exists().await? {
-        return Ok(Vec::new());
-    }
-    let snap = table.load().await?;
-    let mut out = Vec::new();
-    for add in snap.files.values() {
-        let Some(day) = add
-            .partition_values
-            .get("date")
-            .and_then(|d| d.as_deref())
-            .and_then(parse_date)
-            .and_then(|d| i32::try_from(d).ok())
-        else {
-            continue;
-        };
-        if let Some(b) = table.root().get(&add.path).await? {
-            out.push((day, b));
-        }
-    }
-    Ok(out)
+    Ok(DeltaTable::new(lake, def(name)).live_files_by_day().await?)
 }
 
+/// The rows of one aggregate file. An unreadable file must not stop ingestion, but it
+/// is said: the known sets then miss its day, and new-identity alerts may fire early.
 fn batches(bytes: Bytes) -> Vec<RecordBatch> {
-    let Ok(b) = ParquetRecordBatchReaderBuilder::try_new(bytes) else {
-        return Vec::new();
-    };
-    let Ok(r) = b.build() else {
-        return Vec::new();
-    };
-    r.filter_map(Result::ok).collect()
+    let read = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .and_then(|b| b.build())
+        .and_then(|r| r.collect::<Result<Vec<_>, _>>().map_err(Into::into));
+    read.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "an aggregate file of the cold path cannot be read; its day is left out of the speed layer's history");
+        Vec::new()
+    })
 }
 
 fn s<'a>(b: &'a RecordBatch, name: &str) -> Option<&'a arrow::array::StringArray> {
