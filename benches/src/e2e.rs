@@ -32,14 +32,26 @@ fn main() -> Result<()> {
         .context("first argument: GiB to load")?;
     let budget = args.get(2).cloned().unwrap_or_else(|| "512MiB".into());
     let target = (gib * (1u64 << 30) as f64) as u64;
-    let partitions = target.div_ceil(PER_PARTITION) as i32;
+    // `KVLAKE_BENCH_PARTITIONS` spreads the same bytes over a given partition count
+    // (at most 4.4 MiB each: the mock cluster's limit).
+    let partitions = match std::env::var("KVLAKE_BENCH_PARTITIONS") {
+        Ok(v) => v
+            .parse::<i32>()
+            .context("KVLAKE_BENCH_PARTITIONS: a partition count")?,
+        Err(_) => target.div_ceil(PER_PARTITION) as i32,
+    };
+    let per_partition = target.div_ceil(u64::try_from(partitions.max(1))?);
+    ensure!(
+        per_partition <= PER_PARTITION,
+        "{partitions} partitions would hold {per_partition} bytes each; the mock cluster keeps {PER_PARTITION}"
+    );
     let broker = Broker::start(TOPIC, partitions)?;
     eprintln!(
         "loading {:.2} GiB over {partitions} partitions into {}",
         gib, broker.bootstrap
     );
     let t = Instant::now();
-    let (bytes, records) = load(&broker.bootstrap, partitions, target)?;
+    let (bytes, records) = load(&broker.bootstrap, partitions, per_partition, target)?;
     eprintln!(
         "loaded {:.1} MB, {records} records in {:.1}s",
         bytes as f64 / 1e6,
@@ -105,11 +117,22 @@ fn main() -> Result<()> {
         bytes as f64 / kvlake_budget_bytes(&budget) as f64
     );
     let batches = log_lines(&stderr, "batch committed").count();
-    let files: u64 = log_lines(&stderr, "batch committed")
-        .map(|l| l["files"].as_u64().unwrap_or(0))
-        .sum();
+    // The tables' files as their Delta logs list them (what every reader sees).
+    let (mut files, mut commits, mut hours) = (0, 0, std::collections::BTreeSet::new());
+    for table in ["raw", "deadletter"] {
+        let root = lake.path().join(table);
+        if !root.join("_delta_log").is_dir() {
+            continue;
+        }
+        for f in kvlake_tests::delta::live_files(&root)? {
+            files += 1;
+            hours.insert((table, f.parent().map(std::path::Path::to_path_buf)));
+        }
+        commits += kvlake_tests::delta::replay(&root)?.version;
+    }
     println!(
-        "  {batches} batches, {files} files ({:.2} MB of input per file)",
+        "  {batches} partition batches in {commits} Delta commits, {files} files in {} table-hours ({:.2} MB of input per file)",
+        hours.len(),
         mb / files.max(1) as f64
     );
     println!("  {}", stdout.trim());
@@ -186,8 +209,8 @@ fn kvlake_budget_bytes(s: &str) -> u64 {
     if s.ends_with("GiB") { n << 30 } else { n << 20 }
 }
 
-/// Fills every partition to ~4.4 MiB, round-robin; returns bytes and records produced.
-fn load(bootstrap: &str, partitions: i32, target: u64) -> Result<(u64, u64)> {
+/// Fills every partition to `per_partition` bytes, round-robin; returns bytes and records produced.
+fn load(bootstrap: &str, partitions: i32, per_partition: u64, target: u64) -> Result<(u64, u64)> {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "20")
@@ -211,8 +234,8 @@ fn load(bootstrap: &str, partitions: i32, target: u64) -> Result<(u64, u64)> {
     while bytes < target {
         let p = i % partitions as usize;
         i += 1;
-        if sizes[p] >= PER_PARTITION {
-            if sizes.iter().all(|s| *s >= PER_PARTITION) {
+        if sizes[p] >= per_partition {
+            if sizes.iter().all(|s| *s >= per_partition) {
                 break;
             }
             continue;

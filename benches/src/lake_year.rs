@@ -48,7 +48,7 @@ use futures::stream::BoxStream;
 use kvlake_coldpath::state::ColdState;
 use kvlake_coldpath::{ColdJob, Thresholds};
 use kvlake_generator::{Generator, GeneratorConfig};
-use kvlake_hotpath::encode::{OpenBatch, writer_properties};
+use kvlake_hotpath::encode::{OpenBatch, encode_by_hour, writer_properties};
 use kvlake_hotpath::log::PartitionLog;
 use kvlake_hotpath::messages::Msg;
 use kvlake_hotpath::publish::{Tables, add_of, app_id, mark_delta};
@@ -373,7 +373,17 @@ fn small_files(day: i32) -> Result<Vec<SmallFile>> {
                     .collect();
                 let mut batch = OpenBatch::new(1 << 20, ROW_GROUP_ROWS);
                 batch.add(&msgs, TOPIC, partition, hour_micros)?;
-                for f in batch.finish()?.files {
+                let props = writer_properties(ROW_GROUP_ROWS);
+                let finished = batch.finish();
+                let encoded = finished.staged.iter().map(|st| {
+                    let parts: Vec<_> = st.batches.iter().collect();
+                    encode_by_hour(st.table, &parts, &props)
+                });
+                for f in encoded
+                    .collect::<Result<Vec<_>, _>>()?
+                    .into_iter()
+                    .flatten()
+                {
                     ensure!(
                         f.table == RAW_TABLE && (f.day, f.hour) == (day, hour),
                         "a generated event fell outside its hour"
@@ -602,7 +612,10 @@ async fn restart(bl: &BenchLake, clock: &Clock, days: i64, stats: &str) -> Resul
         resumed.first()
     );
     tables
-        .publish(&batch_commit(clock, 0, batches(days), stats)?)
+        .publish(
+            &batch_commit(clock, 0, batches(days), stats)?,
+            BTreeMap::new(),
+        )
         .await?;
     Ok(())
 }

@@ -181,7 +181,7 @@ impl HourLog {
             let mut batch = OpenBatch::new(limits.max_message_bytes, limits.row_group_rows);
             decode_span.in_scope(|| batch.add(&msgs, &source, hour, now))?;
             let bytes = batch.message_bytes();
-            flush_span.in_scope(|| batch.finish()).map(|f| (f, bytes))
+            Ok::<_, HotError>((flush_span.in_scope(|| batch.finish()), bytes))
         })
         .await
         .map_err(|e| HotError::Task(e.to_string()))??;
@@ -200,6 +200,7 @@ impl HourLog {
             message_bytes: bytes,
             opened_at: tokio::time::Instant::now(),
             revoked: None,
+            in_flight: Vec::new(),
             span: spans.batch,
             progress_units: 0,
         };

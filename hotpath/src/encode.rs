@@ -1,10 +1,10 @@
-//! Decode and Parquet encoding of one open batch, on a blocking thread: messages in,
-//! in-memory Parquet files per table and hour partition out.
+//! Decoding of one open batch on a blocking thread (messages in, Arrow rows per table
+//! out), and the Parquet encoding of rows into one file per hour partition.
 
 use std::collections::BTreeMap;
 
 use arrow::array::{AsArray, BooleanArray, RecordBatch};
-use arrow::compute::filter_record_batch;
+use arrow::compute::{concat_batches, filter_record_batch};
 use arrow::datatypes::{Date32Type, Int32Type, SchemaRef};
 use bytes::Bytes;
 use kvlake_schemas::deadletter::dead_letter_file_schema;
@@ -40,11 +40,22 @@ pub struct EncodedFile {
     pub stats: Option<String>,
 }
 
-/// A closed batch: its files, and what the metrics need to know of it.
+/// The decoded rows of one table in a closed batch (`date`/`hour` columns last).
+#[derive(Debug)]
+pub struct StagedRows {
+    /// `raw` or `deadletter`.
+    pub table: &'static str,
+    /// The rows, in source order.
+    pub batches: Vec<RecordBatch>,
+    /// How many.
+    pub rows: u64,
+}
+
+/// A closed batch: its rows per table, and what the metrics need to know of it.
 #[derive(Debug, Default)]
 pub struct FinishedBatch {
-    /// The Parquet files, in memory.
-    pub files: Vec<EncodedFile>,
+    /// Rows per table.
+    pub staged: Vec<StagedRows>,
     /// Dead letters by reason code.
     pub dead_letter_reasons: BTreeMap<String, u64>,
 }
@@ -118,23 +129,23 @@ const TINY_COLUMNS: &[&str] = &[
     "reason",
 ];
 
-type Writers = BTreeMap<(i32, i32), (ArrowWriter<Vec<u8>>, u64)>;
-
-/// A batch being built: decoder output goes straight into per-hour Parquet writers, so
-/// memory holds compressed pages, not JSON.
+/// A batch being built: decoder output is kept as Arrow, per table, until the batch
+/// closes. Its rows are staged as Arrow IPC and encoded to Parquet only when the table's
+/// publisher merges every partition's batch of the same hour into one file
+/// (`publish::merge`), so no Parquet file is ever written per Kafka partition.
 pub struct OpenBatch {
     /// Created on demand and dropped after each flush: its builders' capacity would
     /// otherwise stay allocated in every open batch.
     decoder: Option<Decoder>,
     max_message_bytes: usize,
-    raw: Writers,
-    dead: Writers,
-    props: WriterProperties,
+    raw: Vec<RecordBatch>,
+    dead: Vec<RecordBatch>,
+    /// Memory of the decoded batches held.
+    held_bytes: u64,
     records: u64,
     messages: u64,
     message_bytes: u64,
-    /// Decoded rows are handed to the Parquet writers in groups of at least this many:
-    /// per-call encoding overhead is per column, so small groups are slow.
+    /// Decoded rows are moved out of the decoder in groups of at least this many.
     flush_rows: usize,
     /// Message bytes decoded since the last flush (decoded Arrow is about this size).
     unflushed_bytes: u64,
@@ -163,10 +174,10 @@ impl OpenBatch {
         Self::with_flush_rows(max_message_bytes, row_group_rows, 8192)
     }
 
-    /// An empty batch that encodes decoded rows in groups of `flush_rows`.
+    /// An empty batch that moves decoded rows out of the decoder in groups of `flush_rows`.
     pub fn with_flush_rows(
         max_message_bytes: usize,
-        row_group_rows: usize,
+        _row_group_rows: usize,
         flush_rows: usize,
     ) -> Self {
         OpenBatch {
@@ -175,9 +186,9 @@ impl OpenBatch {
             dead_reasons: BTreeMap::new(),
             decoder: None,
             max_message_bytes,
-            raw: BTreeMap::new(),
-            dead: BTreeMap::new(),
-            props: writer_properties(row_group_rows),
+            raw: Vec::new(),
+            dead: Vec::new(),
+            held_bytes: 0,
             records: 0,
             messages: 0,
             message_bytes: 0,
@@ -187,8 +198,8 @@ impl OpenBatch {
         }
     }
 
-    /// Keeps the records of every chunk for the speed layer (rows are then encoded per
-    /// chunk instead of in groups of `flush_rows`: detection does not wait for a group).
+    /// Keeps the records of every chunk for the speed layer (rows then leave the decoder
+    /// per chunk instead of in groups of `flush_rows`: detection does not wait for a group).
     pub fn with_speed(mut self, on: bool) -> Self {
         self.speed = on;
         self
@@ -205,7 +216,7 @@ impl OpenBatch {
         self
     }
 
-    /// Decodes and encodes messages of `source[partition]`.
+    /// Decodes messages of `source[partition]`.
     pub fn add(
         &mut self,
         msgs: &[Msg],
@@ -236,18 +247,18 @@ impl OpenBatch {
             self.unflushed_bytes += m.payload.len() as u64;
         }
         if self.speed || decoder.raw_rows() + decoder.dead_letter_rows() >= self.flush_rows {
-            self.flush()?;
+            self.flush();
         }
         Ok(())
     }
 
-    /// Moves decoded rows into the Parquet writers.
-    pub fn flush(&mut self) -> Result<(), ParquetError> {
+    /// Moves decoded rows out of the decoder into the batch.
+    pub fn flush(&mut self) {
         let Some(mut decoder) = self.decoder.take() else {
-            return Ok(());
+            return;
         };
         if decoder.raw_rows() + decoder.dead_letter_rows() == 0 {
-            return Ok(());
+            return;
         }
         let out = decoder.finish();
         drop(decoder);
@@ -261,14 +272,12 @@ impl OpenBatch {
             }
         }
         self.unflushed_bytes = 0;
-        write_split(&mut self.raw, &out.raw, raw_file_schema(), &self.props)?;
-        write_split(
-            &mut self.dead,
-            &out.dead_letter,
-            dead_letter_file_schema(),
-            &self.props,
-        )?;
-        Ok(())
+        for (held, batch) in [(&mut self.raw, out.raw), (&mut self.dead, out.dead_letter)] {
+            if batch.num_rows() > 0 {
+                self.held_bytes += batch.get_array_memory_size() as u64;
+                held.push(batch);
+            }
+        }
     }
 
     /// Dead letters so far, by reason code.
@@ -291,57 +300,77 @@ impl OpenBatch {
         self.message_bytes
     }
 
-    /// Memory the batch holds: finished row groups, the writers' buffers and encoder
-    /// state, and decoded rows not yet encoded.
+    /// Memory the batch holds: decoded Arrow batches, and rows still in the decoder.
     pub fn memory_bytes(&self) -> u64 {
-        let writers: u64 = self
-            .raw
-            .values()
-            .chain(self.dead.values())
-            .map(|(w, _)| (w.bytes_written() + w.memory_size()) as u64)
-            .sum();
-        writers + self.unflushed_bytes
+        self.held_bytes + self.unflushed_bytes
     }
 
-    /// Closes every writer and returns the files.
-    pub fn finish(mut self) -> Result<FinishedBatch, ParquetError> {
-        self.flush()?;
-        let mut files = Vec::new();
-        let tables = [
-            (RAW_TABLE, self.raw, raw_file_schema()),
-            (DEAD_LETTER_TABLE, self.dead, dead_letter_file_schema()),
-        ];
-        for (table, writers, schema) in tables {
-            for ((day, hour), (w, rows)) in writers {
-                let mut bytes = w.into_inner()?;
-                bytes.shrink_to_fit();
-                let bytes = Bytes::from(bytes);
-                // Without statistics a file is only unskippable, not wrong.
-                let stats = stats_of_file(&bytes, &schema).ok();
-                files.push(EncodedFile {
+    /// The batch's rows per table (tables without rows left out).
+    pub fn finish(mut self) -> FinishedBatch {
+        self.flush();
+        let mut staged = Vec::new();
+        for (table, batches) in [(RAW_TABLE, self.raw), (DEAD_LETTER_TABLE, self.dead)] {
+            let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
+            if rows > 0 {
+                staged.push(StagedRows {
+                    table,
+                    batches,
+                    rows,
+                });
+            }
+        }
+        FinishedBatch {
+            staged,
+            dead_letter_reasons: self.dead_reasons,
+        }
+    }
+}
+
+/// The file schema of a table (its columns without the `date`/`hour` partition columns).
+pub fn file_schema(table: &str) -> SchemaRef {
+    if table == RAW_TABLE {
+        raw_file_schema()
+    } else {
+        dead_letter_file_schema()
+    }
+}
+
+/// Encodes decoded batches of one table (with their `date`/`hour` columns last) into one
+/// Parquet file per hour, rows in the order given. Each hour's rows are concatenated
+/// first, so the bytes depend only on the rows and their order, never on how they were
+/// cut into batches: the same rows always make the same file.
+pub fn encode_by_hour(
+    table: &'static str,
+    batches: &[&RecordBatch],
+    props: &WriterProperties,
+) -> Result<Vec<EncodedFile>, ParquetError> {
+    let file_schema = file_schema(table);
+    let mut by_hour: BTreeMap<(i32, i32), Vec<RecordBatch>> = BTreeMap::new();
+    for batch in batches {
+        split_by_hour(batch, &file_schema, &mut by_hour)?;
+    }
+    by_hour
+        .into_iter()
+        .map(|((day, hour), parts)| {
+            encode_file(table, &file_schema, &parts, props).map(|(bytes, rows, stats)| {
+                EncodedFile {
                     table,
                     day,
                     hour,
                     bytes,
                     rows,
                     stats,
-                });
-            }
-        }
-        Ok(FinishedBatch {
-            files,
-            dead_letter_reasons: self.dead_reasons,
+                }
+            })
         })
-    }
+        .collect()
 }
 
-/// Splits a decoded batch by its `date`/`hour` columns (the last two) and writes each
-/// part, without those columns, to its hour's writer.
-fn write_split(
-    writers: &mut Writers,
+/// Splits one decoded batch's rows by hour, each part projected to `file_schema`.
+pub fn split_by_hour(
     batch: &RecordBatch,
-    file_schema: SchemaRef,
-    props: &WriterProperties,
+    file_schema: &SchemaRef,
+    by_hour: &mut BTreeMap<(i32, i32), Vec<RecordBatch>>,
 ) -> Result<(), ParquetError> {
     if batch.num_rows() == 0 {
         return Ok(());
@@ -364,17 +393,30 @@ fn write_split(
             let mask = BooleanArray::from(keys.iter().map(|k| *k == key).collect::<Vec<_>>());
             project(&filter_record_batch(batch, &mask)?)?
         };
-        let (w, rows) = match writers.entry(key) {
-            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::btree_map::Entry::Vacant(e) => e.insert((
-                ArrowWriter::try_new(Vec::new(), file_schema.clone(), Some(props.clone()))?,
-                0,
-            )),
-        };
-        *rows += part.num_rows() as u64;
-        w.write(&part)?;
+        by_hour.entry(key).or_default().push(part);
     }
     Ok(())
+}
+
+/// One Parquet file of `parts` (already projected to `schema`), with its row count and
+/// Delta statistics read back from the footer just written.
+pub fn encode_file(
+    table: &str,
+    schema: &SchemaRef,
+    parts: &[RecordBatch],
+    props: &WriterProperties,
+) -> Result<(Bytes, u64, Option<String>), ParquetError> {
+    let whole = concat_batches(schema, parts)?;
+    let rows = whole.num_rows() as u64;
+    let mut w = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props.clone()))?;
+    w.write(&whole)?;
+    drop(whole);
+    let mut bytes = w.into_inner()?;
+    bytes.shrink_to_fit();
+    let bytes = Bytes::from(bytes);
+    // Without statistics a file is only unskippable, not wrong.
+    let stats = stats_of_file(&bytes, &file_schema(table)).ok();
+    Ok((bytes, rows, stats))
 }
 
 #[cfg(test)]
@@ -382,27 +424,41 @@ mod tests {
     use super::*;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-    #[test]
-    fn batch_splits_by_hour_and_reads_back() {
+    fn messages(n: i64) -> Vec<Msg> {
         let mut g = kvlake_generator::Generator::new(kvlake_generator::GeneratorConfig {
             seed: 1,
             events_per_second: 0.5,
             bad_message_rate: 0.1,
             ..Default::default()
         });
-        let msgs: Vec<Msg> = (0..200)
+        (0..n)
             .map(|i| Msg {
                 offset: i,
                 timestamp_ms: Some(1_793_527_200_000),
                 payload: g.next_message().bytes,
             })
-            .collect();
+            .collect()
+    }
+
+    fn encode_all(finished: &FinishedBatch) -> Vec<EncodedFile> {
+        let props = writer_properties(4096);
+        let mut files = Vec::new();
+        for s in &finished.staged {
+            let parts: Vec<&RecordBatch> = s.batches.iter().collect();
+            files.extend(encode_by_hour(s.table, &parts, &props).unwrap());
+        }
+        files
+    }
+
+    #[test]
+    fn batch_splits_by_hour_and_reads_back() {
+        let msgs = messages(200);
         let mut b = OpenBatch::new(1 << 20, 4096);
         b.add(&msgs[..100], "audit", 1, 5).unwrap();
         b.add(&msgs[100..], "audit", 1, 5).unwrap();
         let records = b.records();
         assert!(b.memory_bytes() > 0);
-        let files = b.finish().unwrap().files;
+        let files = encode_all(&b.finish());
         assert!(
             files.iter().filter(|f| f.table == RAW_TABLE).count() > 1,
             "spans several hours"
@@ -415,8 +471,26 @@ mod tests {
                 .unwrap();
             let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
             assert_eq!(rows as u64, f.rows);
+            assert!(f.stats.is_some());
             total += f.rows;
         }
         assert_eq!(total, records);
+    }
+
+    #[test]
+    fn the_same_rows_cut_differently_make_the_same_bytes() {
+        let msgs = messages(300);
+        let mut whole = OpenBatch::with_flush_rows(1 << 20, 4096, 1 << 20);
+        whole.add(&msgs, "audit", 1, 5).unwrap();
+        let mut cut = OpenBatch::with_flush_rows(1 << 20, 4096, 1);
+        for chunk in msgs.chunks(7) {
+            cut.add(chunk, "audit", 1, 5).unwrap();
+        }
+        let (a, b) = (encode_all(&whole.finish()), encode_all(&cut.finish()));
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!((x.table, x.day, x.hour), (y.table, y.day, y.hour));
+            assert_eq!(x.bytes, y.bytes, "same rows, same file");
+        }
     }
 }

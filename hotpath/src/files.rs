@@ -221,11 +221,12 @@ impl FileBatch<'_> {
         let (bytes, messages) = (batch.message_bytes(), batch.messages());
         spans.closed(self.seq, self.start, end, messages);
         let plan = file_plan(self.shared, self.seq, self.start, end, messages, self.now);
-        let finished = spans.flush().in_scope(|| batch.finish())?;
+        let finished = spans.flush().in_scope(|| batch.finish());
         let meta = BatchMeta {
             message_bytes: bytes,
             opened_at: tokio::time::Instant::now(),
             revoked: None,
+            in_flight: Vec::new(),
             span: spans.batch,
             // convert counts progress in files, not lines
             progress_units: 0,

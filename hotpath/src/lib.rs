@@ -1,9 +1,11 @@
 //! kvlake's streaming engine: reads the AuditEvent stream from a Kafka endpoint, writes
-//! Parquet micro-batches to the lake and checkpoints them in the lake, exactly once.
+//! micro-batches to the lake's Delta tables and checkpoints them in the lake, exactly once.
 //!
 //! Start at [`pipeline`]: it draws the stages and wires them. Each stage is a module:
 //! [`source`] (Kafka), [`partition`] (batching per topic partition), [`encode`] (decode
-//! and Parquet encoding), [`lake`] (object store) and [`log`] (checkpoint log).
+//! and Parquet encoding), [`stage`] (a committed batch's rows until they are published),
+//! [`log`] (checkpoint log), [`publish`] (the Delta tables, one file per hour per commit)
+//! and [`lake`] (object store).
 
 pub mod backfill;
 pub mod config;
@@ -26,6 +28,7 @@ pub mod publish;
 pub mod source;
 pub(crate) mod spans;
 pub mod speed;
+pub mod stage;
 
 pub use config::{Assignment, BatchLimits, HotConfig, RunMode, StartPosition};
 pub use error::HotError;

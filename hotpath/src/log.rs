@@ -104,7 +104,9 @@ impl PartitionLog {
     pub async fn resume_published(&self, tables: &Tables) -> Result<Resume, HotError> {
         let (resume, last_commit) = self.resume_with_last().await?;
         if let Some(c) = last_commit {
-            tables.publish(&c).await?;
+            tables
+                .publish(&c, std::collections::BTreeMap::new())
+                .await?;
         }
         Ok(resume)
     }

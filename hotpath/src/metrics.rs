@@ -86,14 +86,17 @@ pub struct BatchFigures {
     pub dead_letters: BTreeMap<String, u64>,
     /// Message bytes.
     pub message_bytes: u64,
-    /// Files by table.
-    pub files: BTreeMap<&'static str, u64>,
-    /// Parquet bytes.
-    pub file_bytes: u64,
     /// First message to commit.
     pub batch_duration: Duration,
     /// Plan to commit.
     pub commit_latency: Duration,
+}
+
+/// Records the Parquet files a table's commit added (the merged files of every batch in
+/// it: counted once per commit, not per batch).
+pub fn files_published(table: &str, files: u64, bytes: u64) {
+    metrics::counter!(FILES_WRITTEN, "table" => table.to_string()).increment(files);
+    metrics::counter!(FILE_BYTES_WRITTEN).increment(bytes);
 }
 
 /// Records a committed batch.
@@ -105,10 +108,6 @@ pub fn batch_committed(f: &BatchFigures, now_unix_seconds: f64) {
     for (reason, n) in &f.dead_letters {
         metrics::counter!(DEAD_LETTERS, "reason" => reason.clone()).increment(*n);
     }
-    for (table, n) in &f.files {
-        metrics::counter!(FILES_WRITTEN, "table" => *table).increment(*n);
-    }
-    metrics::counter!(FILE_BYTES_WRITTEN).increment(f.file_bytes);
     metrics::counter!(BATCHES).increment(1);
     metrics::histogram!(BATCH_DURATION).record(f.batch_duration.as_secs_f64());
     metrics::histogram!(COMMIT_LATENCY).record(f.commit_latency.as_secs_f64());

@@ -4,13 +4,14 @@
 //! Writing a closed batch overlaps with encoding the next one; the next plan waits for
 //! the previous commit, so the log never holds more than one uncommitted plan.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use kvlake_schemas::checkpoint::{
     BatchCommit, BatchPlan, CommittedFile, LOG_FORMAT_VERSION, check_follows,
 };
-use kvlake_schemas::layout::{DEAD_LETTER_TABLE, RAW_TABLE, batch_file_name, partition_dir};
+use kvlake_schemas::layout::{DEAD_LETTER_TABLE, RAW_TABLE, staging_path};
 use kvlake_schemas::time::format_timestamp_micros;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
@@ -25,7 +26,7 @@ use crate::lake::Lake;
 use crate::log::{Fence, PartitionLog};
 use crate::messages::{Chunk, Msg, PartitionReport};
 use crate::progress::Progress;
-use crate::publish::Tables;
+use crate::publish::{InFlightSlot, Tables};
 use crate::source::{KafkaConsumer, commit_offset};
 use crate::spans::{self, BatchSpans};
 
@@ -106,6 +107,8 @@ struct Open {
     start: i64,
     opened_at: Instant,
     spans: BatchSpans,
+    /// Counted among the batches the raw table's publisher waits for.
+    raw_slot: InFlightSlot,
 }
 
 /// One partition's task state.
@@ -297,6 +300,7 @@ impl PartitionTask {
                         self.shared.flush_rows,
                     )
                     .with_speed(self.shared.speed.is_some()),
+                    raw_slot: self.shared.tables.raw_in_flight().enter(self.app_id()),
                     start: self.planned_end,
                     opened_at: Instant::now(),
                     spans: BatchSpans::open(&self.shared.topic, self.partition, self.planned_end),
@@ -368,6 +372,11 @@ impl PartitionTask {
         Ok(())
     }
 
+    /// The partition's txn app id in the tables.
+    fn app_id(&self) -> String {
+        crate::publish::app_id(&self.shared.topic, self.partition)
+    }
+
     /// Closes the open batch at `end` (default: the current position) and hands it to the writer.
     async fn close(&mut self, end: Option<i64>) -> Result<(), HotError> {
         // A re-run commits its exact range even when none of its messages arrived.
@@ -378,6 +387,7 @@ impl PartitionTask {
                 start: self.planned_end,
                 opened_at: Instant::now(),
                 spans: BatchSpans::open(&self.shared.topic, self.partition, self.planned_end),
+                raw_slot: self.shared.tables.raw_in_flight().enter(self.app_id()),
             });
         }
         let Some(open) = self.open.take() else {
@@ -389,13 +399,30 @@ impl PartitionTask {
             start,
             opened_at,
             mut spans,
+            raw_slot,
         } = open;
         let (messages, message_bytes) = (batch.messages(), batch.message_bytes());
         spans.closed(self.seq, start, end, messages);
         let flush = spans.flush();
         let finished = tokio::task::spawn_blocking(move || flush.in_scope(|| batch.finish()))
             .await
-            .map_err(|e| HotError::Task(e.to_string()))??;
+            .map_err(|e| HotError::Task(e.to_string()))?;
+        // The publishers wait for this batch only if it has rows for them.
+        let has = |t: &str| finished.staged.iter().any(|s| s.table == t);
+        let mut in_flight = Vec::with_capacity(2);
+        if has(RAW_TABLE) {
+            in_flight.push(raw_slot);
+        } else {
+            drop(raw_slot);
+        }
+        if has(DEAD_LETTER_TABLE) {
+            in_flight.push(
+                self.shared
+                    .tables
+                    .dead_letter_in_flight()
+                    .enter(self.app_id()),
+            );
+        }
         // The previous batch must be committed before this one is planned.
         self.settle_inflight().await?;
         if self.report.lost_to.is_some() {
@@ -422,6 +449,7 @@ impl PartitionTask {
             revoked: Some(revoked),
             span: spans.batch,
             progress_units: u64::try_from(end - start).unwrap_or(0),
+            in_flight,
         };
         self.inflight = Some(tokio::spawn(write_batch(shared, log, plan, finished, meta)));
         Ok(())
@@ -466,6 +494,9 @@ pub(crate) struct BatchMeta {
     pub(crate) span: Span,
     /// Work this batch completes, for the progress display (messages; 0 for file batches).
     pub(crate) progress_units: u64,
+    /// Its places among the batches the tables' publishers wait for (released when the
+    /// write ends, published or not).
+    pub(crate) in_flight: Vec<InFlightSlot>,
 }
 
 /// Plan → files → commit → Kafka offset, for one closed batch, inside its batch span
@@ -497,9 +528,10 @@ async fn write_batch_in_span(
         revoked,
         span: batch_span,
         progress_units,
+        in_flight: _in_flight,
     } = meta;
     let FinishedBatch {
-        files,
+        staged,
         dead_letter_reasons,
     } = finished;
     let (p, start, end) = (plan.partition, plan.start_offset, plan.end_offset);
@@ -517,32 +549,42 @@ async fn write_batch_in_span(
     {
         return Ok(lost("revoked before its plan"));
     }
-    let write_span = tracing::info_span!(parent: &batch_span, "write", files = files.len() as i64);
+    let write_span = tracing::info_span!(parent: &batch_span, "write", files = staged.len() as i64);
     if let Fence::Lost { by } = log.write_plan(&plan).instrument(write_span.clone()).await? {
         return Ok(lost(&by));
     }
     fail::fail_point!("after-plan");
-    let name = batch_file_name(&shared.topic, p, start, end);
-    let mut committed = Vec::with_capacity(files.len());
+    // The batch's rows are staged (Arrow IPC, one file per table) rather than encoded
+    // here: the table's publisher merges every waiting batch's rows of an hour into one
+    // Parquet file, so the tables get one file per hour per commit across partitions.
+    let mut committed = Vec::with_capacity(staged.len());
+    let mut rows_by_table = BTreeMap::new();
     let (mut raw_rows, mut dead_letter_rows) = (0, 0);
-    let puts = files.into_iter().map(|f| {
-        let path = format!("{}/{name}", partition_dir(f.table, f.day, f.hour));
-        if f.table == RAW_TABLE {
-            raw_rows += f.rows;
+    let mut puts = Vec::with_capacity(staged.len());
+    for s in staged {
+        if s.table == RAW_TABLE {
+            raw_rows += s.rows;
         } else {
-            dead_letter_rows += f.rows;
+            dead_letter_rows += s.rows;
         }
+        let path = staging_path(&shared.topic, p, plan.seq, s.table);
+        let rows = Arc::new(s.batches);
+        let for_ipc = Arc::clone(&rows);
+        let bytes = tokio::task::spawn_blocking(move || crate::stage::to_ipc(&for_ipc))
+            .await
+            .map_err(|e| HotError::Task(e.to_string()))?
+            .map_err(|e| HotError::Task(format!("staging {path}: {e}")))?;
         committed.push(CommittedFile {
             path: path.clone(),
-            table: f.table.to_string(),
-            rows: f.rows,
-            bytes: f.bytes.len() as u64,
-            stats: f.stats,
+            table: s.table.to_string(),
+            rows: s.rows,
+            bytes: bytes.len() as u64,
+            stats: None,
         });
+        rows_by_table.insert(s.table, rows);
         let lake = shared.lake.clone();
-        async move { lake.put(&path, f.bytes).await }
-    });
-    let puts: Vec<_> = puts.collect();
+        puts.push(async move { lake.put(&path, bytes).await });
+    }
     futures::future::try_join_all(puts)
         .instrument(write_span.clone())
         .await?;
@@ -585,7 +627,7 @@ async fn write_batch_in_span(
     // A crash before this point leaves it for the next start (`PartitionLog::resume`).
     shared
         .tables
-        .publish(&commit)
+        .publish(&commit, rows_by_table)
         .instrument(commit_span.clone())
         .await?;
     fail::fail_point!("after-delta");
@@ -614,23 +656,11 @@ async fn write_batch_in_span(
     );
     crate::metrics::storage_ok();
     crate::metrics::committed_offset(p, end);
-    let mut files_by_table = std::collections::BTreeMap::new();
-    for f in &commit.files {
-        *files_by_table
-            .entry(if f.table == RAW_TABLE {
-                RAW_TABLE
-            } else {
-                DEAD_LETTER_TABLE
-            })
-            .or_default() += 1;
-    }
     crate::metrics::batch_committed(
         &crate::metrics::BatchFigures {
             rows: raw_rows,
             dead_letters: dead_letter_reasons,
             message_bytes,
-            files: files_by_table,
-            file_bytes: commit.files.iter().map(|f| f.bytes).sum(),
             batch_duration: opened_at.elapsed(),
             commit_latency: started.elapsed(),
         },

@@ -117,7 +117,10 @@ pub async fn run_with_progress(
             .clamp(2 * cores, all.len().max(2 * cores)),
         _ => all.len(),
     };
-    let tables = Tables::open(&lake).await?;
+    // Publishers wait for the batches on their way (at most a second, and never longer
+    // than a batch may stay open), so partitions share commits and files.
+    let linger = config.batch.max_wait.min(PUBLISH_LINGER);
+    let tables = Tables::open_with_linger(&lake, linger).await?;
     let (speed, speed_task) = match config.speed.clone() {
         Some(c) => {
             let (h, t) = crate::speed::start(
@@ -135,7 +138,7 @@ pub async fn run_with_progress(
     let mut router = Router::new(
         &config,
         lake,
-        tables,
+        tables.clone(),
         speed,
         consumer.clone(),
         stop.clone(),
@@ -185,6 +188,9 @@ pub async fn run_with_progress(
     if let Some(t) = speed_task {
         let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
     }
+    if let Err(e) = tables.clean_staged().await {
+        tracing::warn!(error = %e, "staged files of published batches not deleted; maintenance will");
+    }
     let summary = RunSummary {
         partitions: reports?,
         elapsed: started.elapsed(),
@@ -193,6 +199,9 @@ pub async fn run_with_progress(
     outcome?;
     Ok(summary)
 }
+
+/// The longest a table's publisher waits for other partitions' batches.
+const PUBLISH_LINGER: Duration = Duration::from_secs(1);
 
 /// The source stage: polls Kafka and hands chunks to partition tasks.
 struct Router {

@@ -63,18 +63,6 @@ fn partition_end_ms(values: &BTreeMap<String, Option<String>>) -> Option<i64> {
     }
 }
 
-/// 64-bit FNV-1a: a stable name for a set of inputs, the same in every build.
-fn fnv1a(parts: &[&str]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for p in parts {
-        for b in p.bytes().chain(std::iter::once(0)) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    h
-}
-
 /// Groups of files to merge: per partition, files below three quarters of the target,
 /// in path order (so rows keep their source order), packed up to the target.
 fn plan_bins(snap: &Snapshot, opts: &CompactOptions, now: i64) -> Vec<Vec<Add>> {
@@ -123,7 +111,10 @@ pub async fn compact(
     for bin in plan_bins(&snap, opts, now) {
         let paths: Vec<&str> = bin.iter().map(|a| a.path.as_str()).collect();
         let dir = bin[0].path.rsplit_once('/').map_or("", |(d, _)| d);
-        let name = format!("part-c{:016x}.parquet", fnv1a(&paths));
+        let name = format!(
+            "part-c{:016x}.parquet",
+            kvlake_schemas::layout::stable_hash(&paths)
+        );
         let path = if dir.is_empty() {
             name
         } else {
@@ -481,7 +472,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn partition_ends_and_names_are_stable() {
+    fn partition_ends_are_hour_and_day_ends() {
         let v = BTreeMap::from([
             ("date".to_string(), Some("1970-01-02".to_string())),
             ("hour".to_string(), Some("3".to_string())),
@@ -489,7 +480,5 @@ mod tests {
         assert_eq!(partition_end_ms(&v), Some(DAY_MS + 4 * HOUR_MS));
         let d = BTreeMap::from([("date".to_string(), Some("1970-01-02".to_string()))]);
         assert_eq!(partition_end_ms(&d), Some(2 * DAY_MS));
-        assert_eq!(fnv1a(&["a", "b"]), fnv1a(&["a", "b"]));
-        assert_ne!(fnv1a(&["a", "b"]), fnv1a(&["ab"]));
     }
 }

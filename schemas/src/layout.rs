@@ -41,6 +41,42 @@ pub fn batch_file_name(topic: &str, partition: i32, start_offset: i64, end_offse
     )
 }
 
+/// Rows of one committed batch waiting to be merged into the table's Parquet files:
+/// `_kvlake/staging/<topic>/<partition>/<seq>.<table>.arrow` (Arrow IPC), beside the
+/// log whose commit names it, so a re-run writes the very same name.
+pub fn staging_path(topic: &str, partition: i32, seq: u64, table: &str) -> String {
+    format!(
+        "{META_PREFIX}/staging/{}/{partition:04}/{seq:020}.{table}.arrow",
+        path_safe(topic)
+    )
+}
+
+/// The topic (path-safe), partition, sequence number and table of a staging path.
+pub fn parse_staging_path(path: &str) -> Option<(&str, i32, u64, &str)> {
+    let rest = path.strip_prefix(META_PREFIX)?.strip_prefix("/staging/")?;
+    let mut parts = rest.split('/');
+    let (topic, partition, name) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let (seq, table) = name.strip_suffix(".arrow")?.split_once('.')?;
+    (seq.len() == 20).then_some(())?;
+    Some((topic, partition.parse().ok()?, seq.parse().ok()?, table))
+}
+
+/// 64-bit FNV-1a over a list of strings: a stable name for a set of inputs, the same
+/// in every build and on every machine (compaction and merged batch files use it).
+pub fn stable_hash(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.bytes().chain(std::iter::once(0)) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
 /// Folder of one topic partition's checkpoint log.
 pub fn log_dir(topic: &str, partition: i32) -> String {
     format!("{META_PREFIX}/log/{}/{partition:04}", path_safe(topic))
@@ -102,6 +138,18 @@ mod tests {
         let name = p.rsplit('/').next().unwrap();
         assert_eq!(parse_log_entry_name(name), Some((42, LogEntryKind::Commit)));
         assert_eq!(parse_log_entry_name("42.plan.json"), None);
+        let staged = staging_path("kv/audit", 3, 7, RAW_TABLE);
+        assert_eq!(
+            staged,
+            "_kvlake/staging/kv_audit/0003/00000000000000000007.raw.arrow"
+        );
+        assert_eq!(
+            parse_staging_path(&staged),
+            Some(("kv_audit", 3, 7, RAW_TABLE))
+        );
+        assert_eq!(parse_staging_path("_kvlake/staging/a/1/7.raw.arrow"), None);
+        assert_eq!(stable_hash(&["a", "b"]), stable_hash(&["a", "b"]));
+        assert_ne!(stable_hash(&["a", "b"]), stable_hash(&["ab"]));
         assert_eq!(
             parse_log_entry_name("00000000000000000042.plan.json.tmp"),
             None

@@ -273,7 +273,30 @@ fn a_lake_written_before_delta_is_migrated_in_place_and_equals_a_fresh_one() -> 
     kvlake(&["cold", "--lake", &url])?;
     let fresh = lake_coordinates(dir.path())?;
     let fresh_anomalies = kvlake_tests::agg::read_table(dir.path(), "anomalies")?;
-    // Make it the lake of a kvlake before Delta: no `_delta_log`, no statistics in the log.
+    // Make it the lake of a kvlake before Delta: its data files named in the checkpoint
+    // log's commits (here the first commit names them all, as migrate only needs each
+    // committed file once), no `_delta_log`, no statistics in the log.
+    let mut legacy_files = Vec::new();
+    for table in ["raw", "deadletter"] {
+        let root = dir.path().join(table);
+        if !root.join("_delta_log").is_dir() {
+            continue;
+        }
+        for f in live_files(&root)? {
+            let rows = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                std::fs::File::open(&f)?,
+            )?
+            .metadata()
+            .file_metadata()
+            .num_rows();
+            legacy_files.push(serde_json::json!({
+                "path": f.strip_prefix(dir.path())?.display().to_string(),
+                "table": table,
+                "rows": rows,
+                "bytes": std::fs::metadata(&f)?.len(),
+            }));
+        }
+    }
     std::fs::remove_file(dir.path().join("_kvlake/tables.json"))?;
     for table in ["raw", "deadletter"] {
         let _ = std::fs::remove_dir_all(dir.path().join(table).join("_delta_log"));
@@ -281,12 +304,17 @@ fn a_lake_written_before_delta_is_migrated_in_place_and_equals_a_fresh_one() -> 
     for t in kvlake_coldpath::TABLES {
         let _ = std::fs::remove_dir_all(dir.path().join("agg").join(t.name).join("_delta_log"));
     }
-    for commit in kvlake_tests::find_files(dir.path(), ".commit.json") {
-        let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&commit)?)?;
-        for f in v["files"].as_array_mut().into_iter().flatten() {
-            f.as_object_mut().context("file")?.remove("stats");
-        }
-        std::fs::write(&commit, serde_json::to_vec(&v)?)?;
+    let _ = std::fs::remove_dir_all(dir.path().join("_kvlake/staging"));
+    let mut commits: Vec<_> = kvlake_tests::find_files(dir.path(), ".commit.json").collect();
+    commits.sort();
+    for (i, commit) in commits.iter().enumerate() {
+        let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(commit)?)?;
+        v["files"] = if i == 0 {
+            serde_json::Value::Array(std::mem::take(&mut legacy_files))
+        } else {
+            serde_json::Value::Array(Vec::new())
+        };
+        std::fs::write(commit, serde_json::to_vec(&v)?)?;
     }
     let (code, _, stderr) = run_to_end(
         hot_command(&broker.bootstrap, TOPIC, &url, &["--until-caught-up"]),
@@ -334,5 +362,100 @@ fn a_lake_written_before_delta_is_migrated_in_place_and_equals_a_fresh_one() -> 
         &deltalake_python_coordinates(dir.path())?,
     )?;
     kvlake(&["cold", "--lake", &url])?;
+    Ok(())
+}
+
+/// One Delta commit: its version, adds per (date, hour), and how many txns.
+type CommitShape = (i64, BTreeMap<String, usize>, usize);
+
+/// Adds per (date, hour) of each commit of a table, from its `_delta_log`.
+fn adds_per_hour_per_commit(root: &Path) -> Result<Vec<CommitShape>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(root.join("_delta_log"))? {
+        let path = entry?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let Some(version) = name
+            .strip_suffix(".json")
+            .and_then(|v| v.parse::<i64>().ok())
+        else {
+            continue;
+        };
+        let (mut hours, mut txns) = (BTreeMap::new(), 0);
+        for line in std::fs::read_to_string(&path)?.lines() {
+            let action: serde_json::Value = serde_json::from_str(line)?;
+            if let Some(add) = action.get("add") {
+                let pv = &add["partitionValues"];
+                let key = format!("{}/{}", pv["date"], pv["hour"]);
+                *hours.entry(key).or_insert(0) += 1;
+            } else if action.get("txn").is_some() {
+                txns += 1;
+            }
+        }
+        out.push((version, hours, txns));
+    }
+    out.sort_by_key(|(v, _, _)| *v);
+    Ok(out)
+}
+
+#[test]
+fn partitions_committing_together_share_one_file_per_table_hour_and_every_record_lands_once()
+-> Result<()> {
+    // Generated traffic spreads every batch over several hours, on every partition.
+    let partitions = 8;
+    let (broker, ledger) = loaded_broker(TOPIC, partitions, 35, 0.05, 1600)?;
+    let dir = tempfile::tempdir()?;
+    let url = dir.path().to_str().unwrap_or_default().to_string();
+    let (code, _, stderr) = run_to_end(
+        hot_command(
+            &broker.bootstrap,
+            TOPIC,
+            &url,
+            &[
+                "--until-caught-up",
+                "--batch-max-records",
+                "120",
+                "--batch-max-wait",
+                "2s",
+            ],
+        ),
+        Duration::from_secs(120),
+    )?;
+    ensure!(code == 0, "{stderr}");
+    assert_exactly_once(&ledger.expected(), &lake_coordinates(dir.path())?)?;
+    assert_exactly_once(
+        &ledger.expected(),
+        &deltalake_python_coordinates(dir.path())?,
+    )?;
+    let (mut commits, mut shared, mut batches) = (0, 0, 0);
+    for table in ["raw", "deadletter"] {
+        for (version, hours, txns) in adds_per_hour_per_commit(&dir.path().join(table))? {
+            let doubled: Vec<_> = hours.iter().filter(|(_, n)| **n > 1).collect();
+            ensure!(
+                doubled.is_empty(),
+                "{table} version {version} adds more than one file to an hour: {doubled:?}"
+            );
+            if txns > 0 {
+                commits += 1;
+                batches += txns;
+                shared += usize::from(txns > 1);
+            }
+        }
+    }
+    println!(
+        "{batches} partition batches in {commits} table commits ({shared} of them shared by several partitions)"
+    );
+    ensure!(
+        shared > 0 && commits < batches,
+        "partitions whose batches close together share commits ({batches} batches, {commits} commits)"
+    );
+    // Every batch reached its tables, so nothing staged is left behind.
+    let staged: Vec<_> =
+        kvlake_tests::find_files(&dir.path().join("_kvlake/staging"), ".arrow").collect();
+    ensure!(
+        staged.is_empty(),
+        "staged files of published batches are deleted: {staged:?}"
+    );
     Ok(())
 }

@@ -90,6 +90,11 @@ pub async fn run_once(
                 "checkpoint-log entries already in the Delta tables deleted"
             );
         }
+        // Staged rows a crash left behind after their batch reached its table.
+        let staged = kvlake_hotpath::stage::clean_all(lake).await?;
+        if staged > 0 {
+            tracing::info!(staged, "staged files of published batches deleted");
+        }
     }
     Ok(out)
 }
