@@ -5,9 +5,9 @@ outgrow one machine (Synapse, Fabric, Databricks, any Spark 3.4+ cluster).
     spark-submit kvlake_cold.py --lake <path or abfss:// URL> [--settings kvlake.toml]
                                 [--output <dir, default: the lake>] [--sql <dir>]
 
-One full run over every committed day: reads the checkpoint log (`_kvlake/log/<topic>/
-<partition>/<seq>.commit.json`), takes exactly the raw files the commits list (never a
-half-written batch), runs `coldpath/sql/*.sql` unmodified with the `{{name}}` values of
+One full run over every committed day: replays the raw table's Delta log
+(`raw/_delta_log`), takes exactly the files it lists (never a half-written batch, never
+a file a compaction replaced), runs `coldpath/sql/*.sql` unmodified with the `{{name}}` values of
 `coldpath/sql/defaults.toml` (overlaid by --settings), and writes
 `<output>/agg/<table>/date=YYYY-MM-DD/` (Parquet, partition `date`, dynamic partition
 overwrite: days this run computes are replaced, other days are left as they are).
@@ -15,9 +15,11 @@ overwrite: days this run computes are replaced, other days are left as they are)
 
 import argparse
 import datetime
+import json
 import os
 import re
 import sys
+import urllib.parse
 
 try:
     import tomllib  # Python 3.11+
@@ -27,13 +29,6 @@ except ModuleNotFoundError:  # Python 3.10 (Synapse 3.4, older Databricks runtim
 from pyspark import StorageLevel
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import (
-    ArrayType,
-    LongType,
-    StringType,
-    StructField,
-    StructType,
-)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -152,24 +147,6 @@ TABLES = [
 # Columns of the raw path (`raw/date=…/hour=…/`), never inside the files.
 RAW_PARTITION_COLUMNS = ("date", "hour")
 
-COMMIT_SCHEMA = StructType(
-    [
-        StructField(
-            "files",
-            ArrayType(
-                StructType(
-                    [
-                        StructField("path", StringType()),
-                        StructField("table", StringType()),
-                        StructField("rows", LongType()),
-                        StructField("bytes", LongType()),
-                    ]
-                )
-            ),
-        )
-    ]
-)
-
 RAW_DAY = re.compile(r"^raw/date=(\d{4}-\d{2}-\d{2})/")
 
 
@@ -278,21 +255,38 @@ def read_text(spark, path):
 
 
 def committed_raw_files(spark, lake):
-    """Paths (relative to the lake root) of the raw files of every commit entry."""
-    glob = join(lake, "_kvlake/log/*/*/*.commit.json")
+    """Paths (relative to the lake root) of the raw table's live files, replayed from its
+    Delta log (`raw/_delta_log`: the newest checkpoint, then every JSON commit after it,
+    in version order): the files of every published batch and compaction, never one of
+    a batch not yet published nor one a compaction replaced (delta-spark is not needed)."""
+    log = join(lake, "raw/_delta_log")
+    live, after = set(), -1
     try:
-        commits = spark.read.schema(COMMIT_SCHEMA).option("multiLine", "true").json(glob)
-    except Exception as e:  # no log at all: nothing is committed
+        last = json.loads(read_text(spark, join(log, "_last_checkpoint")))
+    except Exception:  # no checkpoint yet (or no table): the commits say everything
+        last = None
+    if last is not None:
+        after = int(last["version"])
+        checkpoint = spark.read.parquet(join(log, f"{after:020d}.checkpoint.parquet"))
+        if "add" in checkpoint.columns:
+            live = {r.path for r in checkpoint.where(F.col("add").isNotNull()).select("add.path").collect()}
+    try:
+        lines = spark.read.text(join(log, "*.json")).withColumn("file", F.input_file_name()).collect()
+    except Exception as e:  # no table at all: nothing is committed
         if "PATH_NOT_FOUND" in str(e) or "Path does not exist" in str(e):
             return []
         raise
-    files = (
-        commits.select(F.explode("files").alias("f"))
-        .where(F.col("f.table") == "raw")
-        .select(F.col("f.path").alias("path"))
-        .distinct()
-    )
-    return sorted(r.path for r in files.collect())
+    actions = []
+    for row in lines:
+        version = int(re.search(r"(\d{20})\.json$", row.file).group(1))
+        if version > after and row.value.strip():
+            actions.append((version, json.loads(row.value)))
+    for _, action in sorted(actions, key=lambda a: a[0]):
+        if "add" in action:
+            live.add(action["add"]["path"])
+        elif "remove" in action:
+            live.discard(action["remove"]["path"])
+    return sorted("raw/" + urllib.parse.unquote(p) for p in live)
 
 
 def delete_days(spark, table_dir, days):
