@@ -31,6 +31,8 @@ use crate::raw::{COLUMNS, Kind, raw_schema};
 use crate::resource::{parse_object_uri, parse_resource_id};
 use crate::time::{day_and_hour, parse_timestamp_micros};
 
+mod fast;
+mod scan;
 pub mod shape;
 
 use shape::{ANY, Evidence, Slot, claim_slot, is_claim_namespace, property_slot, top_slot};
@@ -213,15 +215,16 @@ impl Flex<'_> {
 
 /// Reads a raw JSON value cheaply: strings without escapes are borrowed, numbers stay text.
 fn flex(raw: &RawValue) -> Flex<'_> {
-    let t = raw.get();
+    flex_text(raw.get())
+}
+
+/// [`flex`] on the text of a JSON value.
+fn flex_text(t: &str) -> Flex<'_> {
     match t.as_bytes().first() {
         Some(b'"') => {
             let inner = &t[1..t.len() - 1];
             if inner.contains('\\') {
-                // Valid JSON by construction, so this only fails on lone surrogates.
-                serde_json::from_str::<String>(t).map_or(Flex::Compound(Cow::Borrowed(t)), |s| {
-                    Flex::Str(Cow::Owned(s))
-                })
+                escaped_str(t)
             } else {
                 Flex::Str(Cow::Borrowed(inner))
             }
@@ -232,6 +235,14 @@ fn flex(raw: &RawValue) -> Flex<'_> {
         Some(b'{' | b'[') => Flex::Compound(Cow::Borrowed(t)),
         _ => Flex::Num(Cow::Borrowed(t)),
     }
+}
+
+/// A JSON string with escapes, quotes included.
+fn escaped_str(t: &str) -> Flex<'_> {
+    // Valid JSON by construction, so this only fails on lone surrogates.
+    serde_json::from_str::<String>(t).map_or(Flex::Compound(Cow::Borrowed(t)), |s| {
+        Flex::Str(Cow::Owned(s))
+    })
 }
 
 /// A member of a flattened `AzureDiagnostics` object: its column, its key, where the
@@ -543,33 +554,7 @@ impl<'de> Visitor<'de> for SectionSeed<'_, 'de> {
     /// An object held as JSON text (`AZKVAuditLogs` dynamic columns from the query API,
     /// the Managed HSM's `identity`) is read like the object itself.
     fn visit_str<E>(self, v: &str) -> Result<(), E> {
-        let t = v.trim();
-        if t.is_empty() {
-            return Ok(());
-        }
-        if self.section == Section::Top || !t.starts_with('{') || self.depth >= MAX_TEXT_DEPTH {
-            self.shape_error();
-            return Ok(());
-        }
-        let mut inner = Row::new();
-        let parsed = SectionSeed {
-            row: &mut inner,
-            section: self.section,
-            path: self.path.clone(),
-            claim_path: self.claim_path.clone(),
-            allow: self.allow,
-            depth: self.depth + 1,
-        }
-        .deserialize(&mut serde_json::Deserializer::from_str(t));
-        match parsed {
-            Ok(()) => {
-                if self.section == Section::Identity && self.depth == 0 {
-                    self.row.ev.identity_text = true;
-                }
-                self.row.absorb(inner);
-            }
-            Err(_) => self.shape_error(),
-        }
+        self.text_section(v);
         Ok(())
     }
 
@@ -601,6 +586,38 @@ impl<'de> Visitor<'de> for SectionSeed<'_, 'de> {
 }
 
 impl SectionSeed<'_, '_> {
+    /// An object held as JSON text (`AZKVAuditLogs` dynamic columns from the query API,
+    /// the Managed HSM's `identity`) is read like the object itself.
+    fn text_section(self, v: &str) {
+        let t = v.trim();
+        if t.is_empty() {
+            return;
+        }
+        if self.section == Section::Top || !t.starts_with('{') || self.depth >= MAX_TEXT_DEPTH {
+            self.shape_error();
+            return;
+        }
+        let mut inner = Row::new();
+        let parsed = SectionSeed {
+            row: &mut inner,
+            section: self.section,
+            path: self.path.clone(),
+            claim_path: self.claim_path.clone(),
+            allow: self.allow,
+            depth: self.depth + 1,
+        }
+        .deserialize(&mut serde_json::Deserializer::from_str(t));
+        match parsed {
+            Ok(()) => {
+                if self.section == Section::Identity && self.depth == 0 {
+                    self.row.ev.identity_text = true;
+                }
+                self.row.absorb(inner);
+            }
+            Err(_) => self.shape_error(),
+        }
+    }
+
     fn shape_error(self) {
         if self.row.bad_shape.is_none() {
             let part = match self.section {
@@ -999,14 +1016,57 @@ impl Decoder {
     /// Decodes one message; every record in it becomes a raw row or a dead-letter row.
     pub fn decode_message(&mut self, bytes: &[u8], coords: &SourceCoords<'_>) -> MessageOutcome {
         let before = (self.raw_rows, self.dead.rows);
-        self.decode_inner(bytes, coords);
+        self.decode_inner(bytes, coords, true);
         MessageOutcome {
             raw_rows: self.raw_rows - before.0,
             dead_letter_rows: self.dead.rows - before.1,
         }
     }
 
-    fn decode_inner(&mut self, bytes: &[u8], coords: &SourceCoords<'_>) {
+    /// [`Decoder::decode_message`] without the envelope fast path: every message takes the
+    /// serde_json passes. The reference the fast path is tested against; not for production.
+    #[doc(hidden)]
+    pub fn decode_message_reference(
+        &mut self,
+        bytes: &[u8],
+        coords: &SourceCoords<'_>,
+    ) -> MessageOutcome {
+        let before = (self.raw_rows, self.dead.rows);
+        self.decode_inner(bytes, coords, false);
+        MessageOutcome {
+            raw_rows: self.raw_rows - before.0,
+            dead_letter_rows: self.dead.rows - before.1,
+        }
+    }
+
+    /// Whether `bytes` is an envelope the fast path reads (tests check that generated
+    /// traffic does not silently fall back to the serde path).
+    #[doc(hidden)]
+    pub fn fast_path_reads(&self, bytes: &[u8]) -> bool {
+        let Ok(text) = std::str::from_utf8(bytes) else {
+            return false;
+        };
+        let text = text.strip_prefix(BOM).unwrap_or(text);
+        fast::envelope(text, self.shape.map_or(ANY, Shape::bit), &mut Vec::new()).is_ok()
+    }
+
+    /// The envelope fast path ([`fast`]): true when it took the message, false when it
+    /// gave up before appending anything.
+    fn decode_envelope(&mut self, text: &str, coords: &SourceCoords<'_>) -> bool {
+        let mut staged = Vec::new();
+        if fast::envelope(text, self.shape.map_or(ANY, Shape::bit), &mut staged).is_err() {
+            return false;
+        }
+        for (i, record) in staged.into_iter().enumerate() {
+            match record {
+                fast::Staged::Record(row, raw) => self.finish_record(row, raw, coords, i as i32),
+                fast::Staged::NotAnObject(raw) => self.not_an_object(raw, coords, i as i32),
+            }
+        }
+        true
+    }
+
+    fn decode_inner(&mut self, bytes: &[u8], coords: &SourceCoords<'_>, fast: bool) {
         if bytes.len() > self.options.max_message_bytes {
             let msg = format!(
                 "message of {} bytes is above the limit of {} bytes (max_message_bytes)",
@@ -1026,7 +1086,10 @@ impl Decoder {
             }
         };
         let text = text.strip_prefix(BOM).unwrap_or(text);
-        // Fast path: a single diagnostic-settings envelope.
+        if fast && self.decode_envelope(text, coords) {
+            return;
+        }
+        // Serde path: a single diagnostic-settings envelope.
         if let Ok(Top::Envelope(records)) = serde_json::from_str::<Top<'_>>(text) {
             if records.is_empty() {
                 return self.dead_letter(
@@ -1079,14 +1142,7 @@ impl Decoder {
 
     fn decode_record(&mut self, raw: &RawValue, coords: &SourceCoords<'_>, index: i32) {
         if !raw.get().starts_with('{') {
-            let msg = format!("record {index} is not a JSON object");
-            return self.dead_letter(
-                coords,
-                Some(index),
-                Reason::NotAnObject,
-                &msg,
-                raw.get().as_bytes(),
-            );
+            return self.not_an_object(raw.get(), coords, index);
         }
         let mut row = Row::new();
         let parsed = SectionSeed {
@@ -1098,22 +1154,46 @@ impl Decoder {
             depth: 0,
         }
         .deserialize(&mut serde_json::Deserializer::from_str(raw.get()));
-        let result = match parsed {
+        match parsed {
+            Ok(()) => self.finish_record(row, raw.get(), coords, index),
             // Cannot happen for a slice that already parsed as JSON; kept as a dead letter, not a panic.
-            Err(e) => Err(Refusal {
-                reason: Reason::InvalidJson,
-                message: strip_value(&e),
-                shape: None,
-            }),
-            Ok(()) => self.append_row(row, coords, index),
-        };
-        if let Err(r) = result {
-            let msg = match r.shape {
-                Some(shape) => format!("record {index} ({}): {}", shape.label(), r.message),
-                None => format!("record {index}: {}", r.message),
-            };
-            self.dead_letter(coords, Some(index), r.reason, &msg, raw.get().as_bytes());
+            Err(e) => self.refused(
+                Refusal {
+                    reason: Reason::InvalidJson,
+                    message: strip_value(&e),
+                    shape: None,
+                },
+                raw.get(),
+                coords,
+                index,
+            ),
         }
+    }
+
+    fn not_an_object(&mut self, raw: &str, coords: &SourceCoords<'_>, index: i32) {
+        let msg = format!("record {index} is not a JSON object");
+        self.dead_letter(
+            coords,
+            Some(index),
+            Reason::NotAnObject,
+            &msg,
+            raw.as_bytes(),
+        );
+    }
+
+    /// Appends a read record, or dead-letters it with its text `raw`.
+    fn finish_record(&mut self, row: Row<'_>, raw: &str, coords: &SourceCoords<'_>, index: i32) {
+        if let Err(r) = self.append_row(row, coords, index) {
+            self.refused(r, raw, coords, index);
+        }
+    }
+
+    fn refused(&mut self, r: Refusal, raw: &str, coords: &SourceCoords<'_>, index: i32) {
+        let msg = match r.shape {
+            Some(shape) => format!("record {index} ({}): {}", shape.label(), r.message),
+            None => format!("record {index}: {}", r.message),
+        };
+        self.dead_letter(coords, Some(index), r.reason, &msg, raw.as_bytes());
     }
 
     /// Validates and coerces every value first, then appends: a refused record leaves
