@@ -28,7 +28,7 @@ use serde_json::value::RawValue;
 
 use crate::deadletter::{Reason, dead_letter_schema};
 use crate::raw::{COLUMNS, Kind, raw_schema};
-use crate::resource::{parse_object_uri, parse_resource_id};
+use crate::resource::{object_uri_parts, resource_id_parts};
 use crate::time::{day_and_hour, parse_timestamp_micros};
 
 mod fast;
@@ -143,6 +143,9 @@ pub(crate) mod c {
     pub const HOUR: usize = 50;
     pub const COUNT: usize = 51;
 }
+
+/// The first derived column: every column from here on is computed, not read.
+const FIRST_DERIVED: usize = c::RESULT_CLASS;
 
 /// The columns whose values can fail coercion: their source field is remembered for messages.
 const NAMED: [usize; 5] = [
@@ -306,11 +309,13 @@ impl<'a> Row<'a> {
         if !buf.is_empty() {
             buf.push(',');
         }
-        let full = format!("{path}{key}");
         // Key text comes from JSON, so it may need escaping again.
-        buf.push_str(&serde_json::to_string(&full).unwrap_or_else(|_| "\"?\"".into()));
+        push_json_string(buf, path, key);
         buf.push(':');
-        buf.push_str(&v.json());
+        match v {
+            Flex::Str(t) => push_json_string(buf, "", t),
+            _ => buf.push_str(&v.json()),
+        }
     }
 
     /// Takes in what a nested parse (an object held as JSON text) found.
@@ -352,6 +357,20 @@ impl<'a> Row<'a> {
                 || COLUMNS[col].name.to_string(),
                 |(path, key)| format!("{path}{key}"),
             )
+    }
+}
+
+/// Appends `a` then `b` as one JSON string, as serde_json writes it.
+fn push_json_string(buf: &mut String, a: &str, b: &str) {
+    let plain = |t: &str| !t.bytes().any(|ch| ch < 0x20 || ch == b'"' || ch == b'\\');
+    if plain(a) && plain(b) {
+        buf.push('"');
+        buf.push_str(a);
+        buf.push_str(b);
+        buf.push('"');
+    } else {
+        let joined = format!("{a}{b}");
+        buf.push_str(&serde_json::to_string(&joined).unwrap_or_else(|_| "\"?\"".into()));
     }
 }
 
@@ -949,6 +968,8 @@ pub struct Decoder {
     columns: Vec<ColumnBuilder>,
     raw_rows: usize,
     dead: DeadLetterBuilders,
+    /// Reused for lower-cased and braced text on its way into a builder.
+    scratch: String,
 }
 
 impl fmt::Debug for Decoder {
@@ -977,6 +998,7 @@ impl Decoder {
                 .collect(),
             raw_rows: 0,
             dead: DeadLetterBuilders::new(),
+            scratch: String::new(),
         }
     }
 
@@ -1236,23 +1258,14 @@ impl Decoder {
                 return Err(refuse(uncoercible(&row.name_of(c::TIME), "a timestamp")));
             }
         };
-        let names: Vec<(usize, String)> = NAMED
-            .iter()
-            .skip(1)
-            .map(|&col| (col, row.name_of(col)))
-            .collect();
-        let mut cells: Vec<Cell<'_>> = Vec::with_capacity(c::COUNT);
-        for (col, v) in row.vals.drain(..).enumerate() {
-            cells.push(match col {
+        let mut cells: [Cell<'_>; c::COUNT] = std::array::from_fn(|_| Cell::Null);
+        let vals = std::mem::take(&mut row.vals);
+        for (col, v) in vals.into_iter().enumerate() {
+            cells[col] = match col {
                 c::TIME => Cell::Int(time),
-                _ => coerce(COLUMNS[col].kind, v).map_err(|what| {
-                    let field = names
-                        .iter()
-                        .find(|(n, _)| *n == col)
-                        .map_or(COLUMNS[col].name, |(_, f)| f.as_str());
-                    refuse(uncoercible(field, what))
-                })?,
-            });
+                _ => coerce(COLUMNS[col].kind, v)
+                    .map_err(|what| refuse(uncoercible(&row.name_of(col), what)))?,
+            };
         }
         match &cells[c::OPERATION_NAME] {
             Cell::Text(s) if !s.trim().is_empty() => {}
@@ -1262,25 +1275,95 @@ impl Decoder {
         cells[c::OFFSET] = Cell::Int(coords.offset);
         cells[c::RECORD_INDEX] = Cell::Int(i64::from(index));
         cells[c::ENQUEUED_TIME] = coords.enqueued_time_micros.map_or(Cell::Null, Cell::Int);
-        derive(&mut cells, time);
         if !shape.is_log_analytics() && !row.extra_empty.is_empty() {
             if !row.extra.is_empty() {
                 row.extra.push(',');
             }
             row.extra.push_str(&row.extra_empty);
         }
-        if !row.extra.is_empty() {
-            cells[c::EXTRA] = Cell::Text(Cow::Owned(format!("{{{}}}", row.extra)));
-        }
-        for (col, (builder, cell)) in self.columns.iter_mut().zip(&cells).enumerate() {
+        for (col, (builder, cell)) in self.columns[..FIRST_DERIVED]
+            .iter_mut()
+            .zip(&cells)
+            .enumerate()
+        {
             match (col, &mut *builder) {
                 // Borrowed from the caller, so appended directly rather than copied into a cell.
                 (c::SOURCE, ColumnBuilder::Text(b)) => b.append_value(coords.source),
                 _ => builder.append(cell),
             }
         }
+        self.append_derived(&cells, time, &row.extra);
         self.raw_rows += 1;
         Ok(())
+    }
+
+    /// Appends the derived columns, from the coerced ones: no copy but the lower-casing.
+    fn append_derived(&mut self, cells: &[Cell<'_>], time: i64, extra: &str) {
+        fn text<'c>(cell: &'c Cell<'_>) -> Option<&'c str> {
+            match cell {
+                Cell::Text(t) => Some(t.as_ref()),
+                _ => None,
+            }
+        }
+        let result_class = match cells[c::HTTP_STATUS_CODE] {
+            Cell::Int(429) => "throttled",
+            Cell::Int(s) if s < 400 => "success",
+            Cell::Int(s) if s < 500 => "client_error",
+            Cell::Int(_) => "server_error",
+            _ => "unknown",
+        };
+        let [subscription, group, mut vault] =
+            text(&cells[c::RESOURCE_ID]).map_or([None; 3], resource_id_parts);
+        let (id, request_uri) = (text(&cells[c::PROPERTIES_ID]), text(&cells[c::REQUEST_URI]));
+        let parsed_id = id.map(object_uri_parts);
+        let object = match (parsed_id, request_uri) {
+            (Some(p), _) if p.1.kind.is_some() => Some(p),
+            (_, Some(u)) => Some(object_uri_parts(u)),
+            (p, None) => p,
+        };
+        let (mut kind, mut name, mut version) = (None, None, None);
+        if let Some((host, o)) = object {
+            vault = vault.or(host);
+            (kind, name, version) = (o.kind, o.name, o.version);
+        }
+        let (day, hour) = day_and_hour(time);
+        let scratch = &mut self.scratch;
+        for (col, builder) in self.columns.iter_mut().enumerate().skip(FIRST_DERIVED) {
+            let (value, lower) = match col {
+                c::RESULT_CLASS => (Some(result_class), false),
+                c::SUBSCRIPTION_ID => (subscription, true),
+                c::RESOURCE_GROUP => (group, true),
+                c::VAULT_NAME => (vault, true),
+                c::OBJECT_KIND => (kind, false),
+                c::OBJECT_NAME => (name, false),
+                c::OBJECT_VERSION => (version, false),
+                c::EXTRA => (None, false),
+                _ => {
+                    builder.append(&Cell::Int(i64::from(if col == c::DATE { day } else { hour })));
+                    continue;
+                }
+            };
+            let ColumnBuilder::Text(b) = builder else {
+                continue;
+            };
+            match value {
+                Some(v) if lower => {
+                    scratch.clear();
+                    scratch.push_str(v);
+                    scratch.make_ascii_lowercase();
+                    b.append_value(&*scratch);
+                }
+                Some(v) => b.append_value(v),
+                None if col == c::EXTRA && !extra.is_empty() => {
+                    scratch.clear();
+                    scratch.push('{');
+                    scratch.push_str(extra);
+                    scratch.push('}');
+                    b.append_value(&*scratch);
+                }
+                None => b.append_null(),
+            }
+        }
     }
 
     fn dead_letter(
@@ -1363,45 +1446,6 @@ fn strip_value(e: &serde_json::Error) -> String {
         e.line(),
         e.column()
     )
-}
-
-/// Fills the derived columns from the coerced ones.
-fn derive(cells: &mut [Cell<'_>], time: i64) {
-    cells[c::RESULT_CLASS] = Cell::Text(Cow::Borrowed(match cells[c::HTTP_STATUS_CODE] {
-        Cell::Int(429) => "throttled",
-        Cell::Int(s) if s < 400 => "success",
-        Cell::Int(s) if s < 500 => "client_error",
-        Cell::Int(_) => "server_error",
-        _ => "unknown",
-    }));
-    if let Cell::Text(id) = &cells[c::RESOURCE_ID] {
-        let r = parse_resource_id(id);
-        let set = |v: Option<String>| v.map_or(Cell::Null, |s| Cell::Text(Cow::Owned(s)));
-        cells[c::SUBSCRIPTION_ID] = set(r.subscription_id);
-        cells[c::RESOURCE_GROUP] = set(r.resource_group);
-        cells[c::VAULT_NAME] = set(r.vault_name);
-    }
-    let uri = match (&cells[c::PROPERTIES_ID], &cells[c::REQUEST_URI]) {
-        (Cell::Text(id), _) if parse_object_uri(id).kind.is_some() => Some(id.to_string()),
-        (_, Cell::Text(u)) => Some(u.to_string()),
-        (Cell::Text(id), _) => Some(id.to_string()),
-        _ => None,
-    };
-    if let Some(uri) = uri {
-        let o = parse_object_uri(&uri);
-        if matches!(cells[c::VAULT_NAME], Cell::Null)
-            && let Some(v) = o.vault_from_host
-        {
-            cells[c::VAULT_NAME] = Cell::Text(Cow::Owned(v));
-        }
-        let own = |v: Option<&str>| v.map_or(Cell::Null, |s| Cell::Text(Cow::Owned(s.to_owned())));
-        cells[c::OBJECT_KIND] = o.kind.map_or(Cell::Null, |k| Cell::Text(Cow::Borrowed(k)));
-        cells[c::OBJECT_NAME] = own(o.name);
-        cells[c::OBJECT_VERSION] = own(o.version);
-    }
-    let (day, hour) = day_and_hour(time);
-    cells[c::DATE] = Cell::Int(i64::from(day));
-    cells[c::HOUR] = Cell::Int(i64::from(hour));
 }
 
 #[cfg(test)]
