@@ -4,6 +4,8 @@
 //! `fast` is [`Decoder::decode_message`] (the envelope fast path); `reference` is the serde
 //! path every message took before it (the old decoder, kept as the test oracle);
 //! `serde_json_value` and `sonic_rs_value` parse each message into a generic JSON value.
+//! With `KVLAKE_DUMP_MESSAGES=<dir>` the messages are also written there, one per line,
+//! for DuckDB's `read_json` on the same bytes (`schemas/benches/decode_duckdb.py`).
 
 use std::hint::black_box;
 
@@ -55,6 +57,11 @@ fn bench(c: &mut Criterion) {
     ];
     for (name, shape, format) in cases {
         let msgs = messages(shape, format);
+        // The same bytes for the DuckDB peer (`schemas/benches/decode_duckdb.py`).
+        if let Some(dir) = std::env::var_os("KVLAKE_DUMP_MESSAGES") {
+            let path = std::path::Path::new(&dir).join(format!("{name}.json"));
+            std::fs::write(&path, msgs.join(&b'\n')).unwrap_or_else(|e| panic!("{e}"));
+        }
         assert_eq!(decode_all(&msgs, false), RECORDS, "every record decodes");
         let bytes: usize = msgs.iter().map(Vec::len).sum();
         let mut g = c.benchmark_group(format!("decode_{name}_{:.1}MB", bytes as f64 / 1e6));

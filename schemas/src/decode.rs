@@ -272,8 +272,13 @@ struct Row<'a> {
 
 impl<'a> Row<'a> {
     fn new() -> Self {
+        Row::with_vals(vec![Flex::Absent; c::COUNT])
+    }
+
+    /// A row over `vals`, which holds [`c::COUNT`] absent values.
+    fn with_vals(vals: Vec<Flex<'a>>) -> Self {
         Row {
-            vals: vec![Flex::Absent; c::COUNT],
+            vals,
             extra: String::new(),
             extra_empty: String::new(),
             bad_shape: None,
@@ -741,6 +746,34 @@ fn uncoercible(field: &str, what: &str) -> Refusal {
     }
 }
 
+/// A coerced value of a column that is not text.
+#[derive(Clone, Copy)]
+enum Scalar {
+    Null,
+    Int(i64),
+    Bool(bool),
+}
+
+impl Scalar {
+    fn int(self) -> Option<i64> {
+        match self {
+            Scalar::Int(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// A value of a text column, as [`coerce`] makes it: null and `""` are null, numbers and
+/// objects their JSON text, booleans `true`/`false`.
+fn text_of<'v>(v: &'v Flex<'_>) -> Option<&'v str> {
+    match v {
+        Flex::Absent | Flex::Null => None,
+        Flex::Str(s) if s.is_empty() => None,
+        Flex::Str(s) | Flex::Num(s) | Flex::Compound(s) => Some(s),
+        Flex::Bool(b) => Some(if *b { "true" } else { "false" }),
+    }
+}
+
 /// Coerced values ready to append; text borrowed from the message where possible.
 enum Cell<'a> {
     Null,
@@ -970,6 +1003,8 @@ pub struct Decoder {
     dead: DeadLetterBuilders,
     /// Reused for lower-cased and braced text on its way into a builder.
     scratch: String,
+    /// Allocations of rows' values, for the next rows.
+    spare_vals: Vec<Vec<Flex<'static>>>,
 }
 
 impl fmt::Debug for Decoder {
@@ -999,6 +1034,7 @@ impl Decoder {
             raw_rows: 0,
             dead: DeadLetterBuilders::new(),
             scratch: String::new(),
+            spare_vals: Vec::new(),
         }
     }
 
@@ -1069,14 +1105,21 @@ impl Decoder {
             return false;
         };
         let text = text.strip_prefix(BOM).unwrap_or(text);
-        fast::envelope(text, self.shape.map_or(ANY, Shape::bit), &mut Vec::new()).is_ok()
+        let allow = self.shape.map_or(ANY, Shape::bit);
+        fast::envelope(text, allow, &mut Vec::new(), &mut Vec::new()).is_ok()
     }
 
     /// The envelope fast path ([`fast`]): true when it took the message, false when it
     /// gave up before appending anything.
     fn decode_envelope(&mut self, text: &str, coords: &SourceCoords<'_>) -> bool {
         let mut staged = Vec::new();
-        if fast::envelope(text, self.shape.map_or(ANY, Shape::bit), &mut staged).is_err() {
+        let allow = self.shape.map_or(ANY, Shape::bit);
+        if fast::envelope(text, allow, &mut staged, &mut self.spare_vals).is_err() {
+            for record in staged {
+                if let fast::Staged::Record(row, _) = record {
+                    self.recycle(row.vals);
+                }
+            }
             return false;
         }
         for (i, record) in staged.into_iter().enumerate() {
@@ -1227,10 +1270,12 @@ impl Decoder {
         index: i32,
     ) -> Result<(), Refusal> {
         if let (None, Flex::Str(id)) = (self.shape, &row.vals[c::RESOURCE_ID]) {
-            row.ev.hsm_resource = id
-                .as_bytes()
-                .windows(13)
-                .any(|w| w.eq_ignore_ascii_case(b"/managedhsms/"));
+            let b = id.as_bytes();
+            row.ev.hsm_resource = b.iter().enumerate().any(|(i, &ch)| {
+                ch == b'/'
+                    && b.get(i..i + 13)
+                        .is_some_and(|w| w.eq_ignore_ascii_case(b"/managedhsms/"))
+            });
         }
         let shape = self.shape.unwrap_or_else(|| row.ev.shape());
         let refuse = |mut r: Refusal| {
@@ -1258,63 +1303,110 @@ impl Decoder {
                 return Err(refuse(uncoercible(&row.name_of(c::TIME), "a timestamp")));
             }
         };
-        let mut cells: [Cell<'_>; c::COUNT] = std::array::from_fn(|_| Cell::Null);
         let vals = std::mem::take(&mut row.vals);
-        for (col, v) in vals.into_iter().enumerate() {
-            cells[col] = match col {
-                c::TIME => Cell::Int(time),
-                _ => coerce(COLUMNS[col].kind, v)
-                    .map_err(|what| refuse(uncoercible(&row.name_of(col), what)))?,
+        // Only the columns that are not text can fail coercion: check those first, in
+        // column order, then the operation, before anything is appended.
+        let mut scalars = [Scalar::Null; FIRST_DERIVED];
+        let mut refusal = None;
+        for (col, v) in vals.iter().enumerate().take(FIRST_DERIVED) {
+            let kind = COLUMNS[col].kind;
+            if kind == Kind::Text || col == c::TIME || matches!(v, Flex::Absent | Flex::Null) {
+                continue;
+            }
+            scalars[col] = match coerce(kind, v.clone()) {
+                Ok(Cell::Int(i)) => Scalar::Int(i),
+                Ok(Cell::Bool(b)) => Scalar::Bool(b),
+                Ok(_) => Scalar::Null,
+                Err(what) => {
+                    refusal = Some(refuse(uncoercible(&row.name_of(col), what)));
+                    break;
+                }
             };
         }
-        match &cells[c::OPERATION_NAME] {
-            Cell::Text(s) if !s.trim().is_empty() => {}
-            _ => return Err(refuse(missing(shape.operation_field()))),
+        if refusal.is_none()
+            && !text_of(&vals[c::OPERATION_NAME]).is_some_and(|s| !s.trim().is_empty())
+        {
+            refusal = Some(refuse(missing(shape.operation_field())));
         }
-        cells[c::PARTITION] = Cell::Int(i64::from(coords.partition));
-        cells[c::OFFSET] = Cell::Int(coords.offset);
-        cells[c::RECORD_INDEX] = Cell::Int(i64::from(index));
-        cells[c::ENQUEUED_TIME] = coords.enqueued_time_micros.map_or(Cell::Null, Cell::Int);
+        if let Some(r) = refusal {
+            self.recycle(vals);
+            return Err(r);
+        }
+        scalars[c::PARTITION] = Scalar::Int(i64::from(coords.partition));
+        scalars[c::OFFSET] = Scalar::Int(coords.offset);
+        scalars[c::RECORD_INDEX] = Scalar::Int(i64::from(index));
+        scalars[c::ENQUEUED_TIME] = coords.enqueued_time_micros.map_or(Scalar::Null, Scalar::Int);
+        scalars[c::TIME] = Scalar::Int(time);
         if !shape.is_log_analytics() && !row.extra_empty.is_empty() {
             if !row.extra.is_empty() {
                 row.extra.push(',');
             }
             row.extra.push_str(&row.extra_empty);
         }
-        for (col, (builder, cell)) in self.columns[..FIRST_DERIVED]
-            .iter_mut()
-            .zip(&cells)
-            .enumerate()
-        {
-            match (col, &mut *builder) {
+        for (col, builder) in self.columns[..FIRST_DERIVED].iter_mut().enumerate() {
+            match builder {
                 // Borrowed from the caller, so appended directly rather than copied into a cell.
-                (c::SOURCE, ColumnBuilder::Text(b)) => b.append_value(coords.source),
-                _ => builder.append(cell),
+                ColumnBuilder::Text(b) if col == c::SOURCE => b.append_value(coords.source),
+                ColumnBuilder::Text(b) => b.append_option(text_of(&vals[col])),
+                ColumnBuilder::Int64(b) => b.append_option(scalars[col].int()),
+                ColumnBuilder::Int32(b) => {
+                    b.append_option(scalars[col].int().and_then(|v| i32::try_from(v).ok()))
+                }
+                ColumnBuilder::Bool(b) => b.append_option(match scalars[col] {
+                    Scalar::Bool(v) => Some(v),
+                    _ => None,
+                }),
+                ColumnBuilder::Timestamp(b) => b.append_option(scalars[col].int()),
+                ColumnBuilder::Date(b) => {
+                    b.append_option(scalars[col].int().and_then(|v| i32::try_from(v).ok()))
+                }
             }
         }
-        self.append_derived(&cells, time, &row.extra);
+        self.append_derived(
+            scalars[c::HTTP_STATUS_CODE],
+            [c::RESOURCE_ID, c::PROPERTIES_ID, c::REQUEST_URI].map(|col| text_of(&vals[col])),
+            time,
+            &row.extra,
+        );
+        self.recycle(vals);
         self.raw_rows += 1;
         Ok(())
     }
 
-    /// Appends the derived columns, from the coerced ones: no copy but the lower-casing.
-    fn append_derived(&mut self, cells: &[Cell<'_>], time: i64, extra: &str) {
-        fn text<'c>(cell: &'c Cell<'_>) -> Option<&'c str> {
-            match cell {
-                Cell::Text(t) => Some(t.as_ref()),
-                _ => None,
-            }
+    /// Keeps the allocation of a row's values for the next row.
+    fn recycle(&mut self, mut vals: Vec<Flex<'_>>) {
+        vals.clear();
+        // An empty vector mapped to the same layout keeps its allocation (in-place collect).
+        let vals: Vec<Flex<'static>> = vals.into_iter().map(|_| Flex::Absent).collect();
+        if self.spare_vals.len() < 256 {
+            self.spare_vals.push(vals);
         }
-        let result_class = match cells[c::HTTP_STATUS_CODE] {
-            Cell::Int(429) => "throttled",
-            Cell::Int(s) if s < 400 => "success",
-            Cell::Int(s) if s < 500 => "client_error",
-            Cell::Int(_) => "server_error",
+    }
+
+    /// A row whose values reuse a recycled allocation.
+    fn new_row<'a>(spare: &mut Vec<Vec<Flex<'static>>>) -> Row<'a> {
+        let mut vals: Vec<Flex<'a>> = spare.pop().unwrap_or_default();
+        vals.resize(c::COUNT, Flex::Absent);
+        Row::with_vals(vals)
+    }
+
+    /// Appends the derived columns: from the status code, and from the resource id,
+    /// `properties.id` and the request URI as coerced. No copy but the lower-casing.
+    fn append_derived(
+        &mut self,
+        status: Scalar,
+        [resource_id, id, request_uri]: [Option<&str>; 3],
+        time: i64,
+        extra: &str,
+    ) {
+        let result_class = match status {
+            Scalar::Int(429) => "throttled",
+            Scalar::Int(s) if s < 400 => "success",
+            Scalar::Int(s) if s < 500 => "client_error",
+            Scalar::Int(_) => "server_error",
             _ => "unknown",
         };
-        let [subscription, group, mut vault] =
-            text(&cells[c::RESOURCE_ID]).map_or([None; 3], resource_id_parts);
-        let (id, request_uri) = (text(&cells[c::PROPERTIES_ID]), text(&cells[c::REQUEST_URI]));
+        let [subscription, group, mut vault] = resource_id.map_or([None; 3], resource_id_parts);
         let parsed_id = id.map(object_uri_parts);
         let object = match (parsed_id, request_uri) {
             (Some(p), _) if p.1.kind.is_some() => Some(p),

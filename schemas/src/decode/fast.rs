@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 
 use super::scan::{GiveUp, Res, Scanner};
-use super::{Flex, Row, Section, SectionSeed, Slot, escaped_str, flex_text, section_path};
+use super::{Decoder, Flex, Row, Section, SectionSeed, Slot, escaped_str, flex_text, section_path};
 use crate::decode::shape::Shape;
 
 /// A record of an envelope, read but not yet appended.
@@ -22,7 +22,12 @@ pub(super) enum Staged<'a> {
 }
 
 /// Reads a whole envelope into `out`, one entry per record, or gives up.
-pub(super) fn envelope<'a>(text: &'a str, allow: u8, out: &mut Vec<Staged<'a>>) -> Res<()> {
+pub(super) fn envelope<'a>(
+    text: &'a str,
+    allow: u8,
+    out: &mut Vec<Staged<'a>>,
+    spare: &mut Vec<Vec<Flex<'static>>>,
+) -> Res<()> {
     let mut s = Scanner::new(text);
     if s.peek()? != b'{' {
         return Err(GiveUp);
@@ -41,7 +46,7 @@ pub(super) fn envelope<'a>(text: &'a str, allow: u8, out: &mut Vec<Staged<'a>>) 
     loop {
         if s.peek()? == b'{' {
             let start = s.pos();
-            let mut row = Row::new();
+            let mut row = Decoder::new_row(spare);
             object(
                 &mut s,
                 SectionSeed {
