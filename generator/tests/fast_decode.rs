@@ -51,7 +51,10 @@ fn fast_path_matches_the_serde_path_on_every_shape() {
             let what = format!("{} seed {seed}", shape.name());
             let took = compare(&messages, None, &what);
             // Good envelopes take the fast path (bad ones may or may not).
-            assert!(took >= MESSAGES * 8 / 10, "{what}: only {took} took the fast path");
+            assert!(
+                took >= MESSAGES * 8 / 10,
+                "{what}: only {took} took the fast path"
+            );
             let forced = shape.name().parse().ok();
             assert!(forced.is_some());
             compare(&messages, forced, &format!("{what}, forced shape"));

@@ -51,7 +51,11 @@ fn decode_all(msgs: &[Vec<u8>], reference: bool) -> usize {
 fn bench(c: &mut Criterion) {
     let cases = [
         ("envelope", Shape::DiagnosticSettings, Format::Envelope),
-        ("envelope_azurediagnostics", Shape::AzureDiagnostics, Format::Envelope),
+        (
+            "envelope_azurediagnostics",
+            Shape::AzureDiagnostics,
+            Format::Envelope,
+        ),
         ("envelope_managedhsm", Shape::ManagedHsm, Format::Envelope),
         ("json_lines", Shape::DiagnosticSettings, Format::Lines),
     ];

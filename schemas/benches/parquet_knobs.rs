@@ -76,16 +76,41 @@ fn zstd(level: i32) -> Compression {
 
 /// hotpath's `writer_properties` before issue 15 (zstd-3, lists copied from encode.rs).
 const UNIQUE: &[&str] = &[
-    "_offset", "_enqueued_time", "time", "correlation_id", "properties_id", "request_uri",
-    "object_version", "extra", "secret_properties", "key_properties", "certificate_properties",
+    "_offset",
+    "_enqueued_time",
+    "time",
+    "correlation_id",
+    "properties_id",
+    "request_uri",
+    "object_version",
+    "extra",
+    "secret_properties",
+    "key_properties",
+    "certificate_properties",
     "nested_properties",
 ];
 const TINY: &[&str] = &[
-    "_source", "_partition", "_record_index", "operation_version", "category", "result_type",
-    "result_signature", "http_status_code", "is_access_policy_match", "is_rbac_authorized",
-    "tls_version", "identity_type", "identity_app_id_acr", "identity_tenant_id", "result_class",
-    "subscription_id", "resource_group", "vault_name", "object_kind",
-    "address_authorization_type", "trusted_service",
+    "_source",
+    "_partition",
+    "_record_index",
+    "operation_version",
+    "category",
+    "result_type",
+    "result_signature",
+    "http_status_code",
+    "is_access_policy_match",
+    "is_rbac_authorized",
+    "tls_version",
+    "identity_type",
+    "identity_app_id_acr",
+    "identity_tenant_id",
+    "result_class",
+    "subscription_id",
+    "resource_group",
+    "vault_name",
+    "object_kind",
+    "address_authorization_type",
+    "trusted_service",
 ];
 
 fn base(level: i32) -> WriterPropertiesBuilder {
@@ -124,7 +149,10 @@ fn variants() -> Vec<(&'static str, WriterProperties)> {
                 .set_statistics_enabled(EnabledStatistics::None)
                 .build(),
         ),
-        ("uncompressed", base(1).set_compression(Compression::UNCOMPRESSED).build()),
+        (
+            "uncompressed",
+            base(1).set_compression(Compression::UNCOMPRESSED).build(),
+        ),
     ]
 }
 
@@ -182,7 +210,9 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group(format!("decode_parquet_{:.1}MB", bytes as f64 / 1e6));
     g.throughput(Throughput::Bytes(bytes as u64));
     g.sample_size(10);
-    g.bench_function("decode_only", |b| b.iter(|| black_box(decode(black_box(&msgs)))));
+    g.bench_function("decode_only", |b| {
+        b.iter(|| black_box(decode(black_box(&msgs))))
+    });
     for (name, props) in variants() {
         eprintln!("{name}: file {} KB", write(&batch, &props) / 1024);
         g.bench_function(name, |b| {
@@ -194,7 +224,9 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(bytes as u64));
     g.sample_size(10);
     for (name, props) in variants() {
-        g.bench_function(name, |b| b.iter(|| black_box(write(black_box(&batch), &props))));
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(write(black_box(&batch), &props)))
+        });
     }
     g.finish();
 }

@@ -1324,7 +1324,7 @@ impl Decoder {
             };
         }
         if refusal.is_none()
-            && !text_of(&vals[c::OPERATION_NAME]).is_some_and(|s| !s.trim().is_empty())
+            && text_of(&vals[c::OPERATION_NAME]).is_none_or(|s| s.trim().is_empty())
         {
             refusal = Some(refuse(missing(shape.operation_field())));
         }
@@ -1335,7 +1335,9 @@ impl Decoder {
         scalars[c::PARTITION] = Scalar::Int(i64::from(coords.partition));
         scalars[c::OFFSET] = Scalar::Int(coords.offset);
         scalars[c::RECORD_INDEX] = Scalar::Int(i64::from(index));
-        scalars[c::ENQUEUED_TIME] = coords.enqueued_time_micros.map_or(Scalar::Null, Scalar::Int);
+        scalars[c::ENQUEUED_TIME] = coords
+            .enqueued_time_micros
+            .map_or(Scalar::Null, Scalar::Int);
         scalars[c::TIME] = Scalar::Int(time);
         if !shape.is_log_analytics() && !row.extra_empty.is_empty() {
             if !row.extra.is_empty() {
@@ -1430,10 +1432,12 @@ impl Decoder {
                 c::OBJECT_NAME => (name, false),
                 c::OBJECT_VERSION => (version, false),
                 c::EXTRA => (None, false),
-                _ => {
-                    builder.append(&Cell::Int(i64::from(if col == c::DATE { day } else { hour })));
+                c::DATE | c::HOUR => {
+                    let v = if col == c::DATE { day } else { hour };
+                    builder.append(&Cell::Int(i64::from(v)));
                     continue;
                 }
+                _ => continue,
             };
             let ColumnBuilder::Text(b) = builder else {
                 continue;

@@ -14,6 +14,8 @@ use super::{Decoder, Flex, Row, Section, SectionSeed, Slot, escaped_str, flex_te
 use crate::decode::shape::Shape;
 
 /// A record of an envelope, read but not yet appended.
+// Rows are staged for one message only; boxing would cost an allocation per record.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Staged<'a> {
     /// An object: its row and its text.
     Record(Row<'a>, &'a str),

@@ -314,7 +314,9 @@ mod tests {
             }
         }
         assert!(!special(u64::from_le_bytes(*b"ab \x7f\xc3\xa9~!")));
-        assert!(!special(u64::from_le_bytes([0x20, 0x21, 0xff, 0x80, 0x5b, 0x5d, 0x23, 0x7e])));
+        assert!(!special(u64::from_le_bytes([
+            0x20, 0x21, 0xff, 0x80, 0x5b, 0x5d, 0x23, 0x7e
+        ])));
     }
 
     #[test]
@@ -335,8 +337,21 @@ mod tests {
             assert!(s.at_end());
         }
         let bad = [
-            "\"open", "\"a\x01\"", r#""\x""#, r#""\ud800""#, r#""\udc00x""#, "-", "1.", "1e",
-            ".5", "tru", "[1,]", "{\"a\":1,}", "{\"a\"}", "{1:2}", "[1 2]",
+            "\"open",
+            "\"a\x01\"",
+            r#""\x""#,
+            r#""\ud800""#,
+            r#""\udc00x""#,
+            "-",
+            "1.",
+            "1e",
+            ".5",
+            "tru",
+            "[1,]",
+            "{\"a\":1,}",
+            "{\"a\"}",
+            "{1:2}",
+            "[1 2]",
         ];
         for t in bad {
             let mut s = Scanner::new(t);

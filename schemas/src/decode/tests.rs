@@ -524,7 +524,12 @@ fn assert_same_both_ways(bytes: &[u8]) {
     assert_eq!(a, b, "{}", String::from_utf8_lossy(bytes));
     let (x, y) = (fast.finish(), reference.finish());
     assert_eq!(x.raw, y.raw, "{}", String::from_utf8_lossy(bytes));
-    assert_eq!(x.dead_letter, y.dead_letter, "{}", String::from_utf8_lossy(bytes));
+    assert_eq!(
+        x.dead_letter,
+        y.dead_letter,
+        "{}",
+        String::from_utf8_lossy(bytes)
+    );
 }
 
 #[test]
