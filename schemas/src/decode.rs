@@ -28,9 +28,11 @@ use serde_json::value::RawValue;
 
 use crate::deadletter::{Reason, dead_letter_schema};
 use crate::raw::{COLUMNS, Kind, raw_schema};
-use crate::resource::{parse_object_uri, parse_resource_id};
+use crate::resource::{object_uri_parts, resource_id_parts};
 use crate::time::{day_and_hour, parse_timestamp_micros};
 
+mod fast;
+mod scan;
 pub mod shape;
 
 use shape::{ANY, Evidence, Slot, claim_slot, is_claim_namespace, property_slot, top_slot};
@@ -142,6 +144,9 @@ pub(crate) mod c {
     pub const COUNT: usize = 51;
 }
 
+/// The first derived column: every column from here on is computed, not read.
+const FIRST_DERIVED: usize = c::RESULT_CLASS;
+
 /// The columns whose values can fail coercion: their source field is remembered for messages.
 const NAMED: [usize; 5] = [
     c::TIME,
@@ -213,15 +218,16 @@ impl Flex<'_> {
 
 /// Reads a raw JSON value cheaply: strings without escapes are borrowed, numbers stay text.
 fn flex(raw: &RawValue) -> Flex<'_> {
-    let t = raw.get();
+    flex_text(raw.get())
+}
+
+/// [`flex`] on the text of a JSON value.
+fn flex_text(t: &str) -> Flex<'_> {
     match t.as_bytes().first() {
         Some(b'"') => {
             let inner = &t[1..t.len() - 1];
             if inner.contains('\\') {
-                // Valid JSON by construction, so this only fails on lone surrogates.
-                serde_json::from_str::<String>(t).map_or(Flex::Compound(Cow::Borrowed(t)), |s| {
-                    Flex::Str(Cow::Owned(s))
-                })
+                escaped_str(t)
             } else {
                 Flex::Str(Cow::Borrowed(inner))
             }
@@ -232,6 +238,14 @@ fn flex(raw: &RawValue) -> Flex<'_> {
         Some(b'{' | b'[') => Flex::Compound(Cow::Borrowed(t)),
         _ => Flex::Num(Cow::Borrowed(t)),
     }
+}
+
+/// A JSON string with escapes, quotes included.
+fn escaped_str(t: &str) -> Flex<'_> {
+    // Valid JSON by construction, so this only fails on lone surrogates.
+    serde_json::from_str::<String>(t).map_or(Flex::Compound(Cow::Borrowed(t)), |s| {
+        Flex::Str(Cow::Owned(s))
+    })
 }
 
 /// A member of a flattened `AzureDiagnostics` object: its column, its key, where the
@@ -258,8 +272,13 @@ struct Row<'a> {
 
 impl<'a> Row<'a> {
     fn new() -> Self {
+        Row::with_vals(vec![Flex::Absent; c::COUNT])
+    }
+
+    /// A row over `vals`, which holds [`c::COUNT`] absent values.
+    fn with_vals(vals: Vec<Flex<'a>>) -> Self {
         Row {
-            vals: vec![Flex::Absent; c::COUNT],
+            vals,
             extra: String::new(),
             extra_empty: String::new(),
             bad_shape: None,
@@ -295,11 +314,13 @@ impl<'a> Row<'a> {
         if !buf.is_empty() {
             buf.push(',');
         }
-        let full = format!("{path}{key}");
         // Key text comes from JSON, so it may need escaping again.
-        buf.push_str(&serde_json::to_string(&full).unwrap_or_else(|_| "\"?\"".into()));
+        push_json_string(buf, path, key);
         buf.push(':');
-        buf.push_str(&v.json());
+        match v {
+            Flex::Str(t) => push_json_string(buf, "", t),
+            _ => buf.push_str(&v.json()),
+        }
     }
 
     /// Takes in what a nested parse (an object held as JSON text) found.
@@ -341,6 +362,20 @@ impl<'a> Row<'a> {
                 || COLUMNS[col].name.to_string(),
                 |(path, key)| format!("{path}{key}"),
             )
+    }
+}
+
+/// Appends `a` then `b` as one JSON string, as serde_json writes it.
+fn push_json_string(buf: &mut String, a: &str, b: &str) {
+    let plain = |t: &str| !t.bytes().any(|ch| ch < 0x20 || ch == b'"' || ch == b'\\');
+    if plain(a) && plain(b) {
+        buf.push('"');
+        buf.push_str(a);
+        buf.push_str(b);
+        buf.push('"');
+    } else {
+        let joined = format!("{a}{b}");
+        buf.push_str(&serde_json::to_string(&joined).unwrap_or_else(|_| "\"?\"".into()));
     }
 }
 
@@ -543,33 +578,7 @@ impl<'de> Visitor<'de> for SectionSeed<'_, 'de> {
     /// An object held as JSON text (`AZKVAuditLogs` dynamic columns from the query API,
     /// the Managed HSM's `identity`) is read like the object itself.
     fn visit_str<E>(self, v: &str) -> Result<(), E> {
-        let t = v.trim();
-        if t.is_empty() {
-            return Ok(());
-        }
-        if self.section == Section::Top || !t.starts_with('{') || self.depth >= MAX_TEXT_DEPTH {
-            self.shape_error();
-            return Ok(());
-        }
-        let mut inner = Row::new();
-        let parsed = SectionSeed {
-            row: &mut inner,
-            section: self.section,
-            path: self.path.clone(),
-            claim_path: self.claim_path.clone(),
-            allow: self.allow,
-            depth: self.depth + 1,
-        }
-        .deserialize(&mut serde_json::Deserializer::from_str(t));
-        match parsed {
-            Ok(()) => {
-                if self.section == Section::Identity && self.depth == 0 {
-                    self.row.ev.identity_text = true;
-                }
-                self.row.absorb(inner);
-            }
-            Err(_) => self.shape_error(),
-        }
+        self.text_section(v);
         Ok(())
     }
 
@@ -601,6 +610,38 @@ impl<'de> Visitor<'de> for SectionSeed<'_, 'de> {
 }
 
 impl SectionSeed<'_, '_> {
+    /// An object held as JSON text (`AZKVAuditLogs` dynamic columns from the query API,
+    /// the Managed HSM's `identity`) is read like the object itself.
+    fn text_section(self, v: &str) {
+        let t = v.trim();
+        if t.is_empty() {
+            return;
+        }
+        if self.section == Section::Top || !t.starts_with('{') || self.depth >= MAX_TEXT_DEPTH {
+            self.shape_error();
+            return;
+        }
+        let mut inner = Row::new();
+        let parsed = SectionSeed {
+            row: &mut inner,
+            section: self.section,
+            path: self.path.clone(),
+            claim_path: self.claim_path.clone(),
+            allow: self.allow,
+            depth: self.depth + 1,
+        }
+        .deserialize(&mut serde_json::Deserializer::from_str(t));
+        match parsed {
+            Ok(()) => {
+                if self.section == Section::Identity && self.depth == 0 {
+                    self.row.ev.identity_text = true;
+                }
+                self.row.absorb(inner);
+            }
+            Err(_) => self.shape_error(),
+        }
+    }
+
     fn shape_error(self) {
         if self.row.bad_shape.is_none() {
             let part = match self.section {
@@ -702,6 +743,34 @@ fn uncoercible(field: &str, what: &str) -> Refusal {
         reason: Reason::UncoercibleValue,
         message: format!("field `{field}` holds a value that cannot be read as {what}"),
         shape: None,
+    }
+}
+
+/// A coerced value of a column that is not text.
+#[derive(Clone, Copy)]
+enum Scalar {
+    Null,
+    Int(i64),
+    Bool(bool),
+}
+
+impl Scalar {
+    fn int(self) -> Option<i64> {
+        match self {
+            Scalar::Int(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// A value of a text column, as [`coerce`] makes it: null and `""` are null, numbers and
+/// objects their JSON text, booleans `true`/`false`.
+fn text_of<'v>(v: &'v Flex<'_>) -> Option<&'v str> {
+    match v {
+        Flex::Absent | Flex::Null => None,
+        Flex::Str(s) if s.is_empty() => None,
+        Flex::Str(s) | Flex::Num(s) | Flex::Compound(s) => Some(s),
+        Flex::Bool(b) => Some(if *b { "true" } else { "false" }),
     }
 }
 
@@ -932,6 +1001,10 @@ pub struct Decoder {
     columns: Vec<ColumnBuilder>,
     raw_rows: usize,
     dead: DeadLetterBuilders,
+    /// Reused for lower-cased and braced text on its way into a builder.
+    scratch: String,
+    /// Allocations of rows' values, for the next rows.
+    spare_vals: Vec<Vec<Flex<'static>>>,
 }
 
 impl fmt::Debug for Decoder {
@@ -960,6 +1033,8 @@ impl Decoder {
                 .collect(),
             raw_rows: 0,
             dead: DeadLetterBuilders::new(),
+            scratch: String::new(),
+            spare_vals: Vec::new(),
         }
     }
 
@@ -999,14 +1074,64 @@ impl Decoder {
     /// Decodes one message; every record in it becomes a raw row or a dead-letter row.
     pub fn decode_message(&mut self, bytes: &[u8], coords: &SourceCoords<'_>) -> MessageOutcome {
         let before = (self.raw_rows, self.dead.rows);
-        self.decode_inner(bytes, coords);
+        self.decode_inner(bytes, coords, true);
         MessageOutcome {
             raw_rows: self.raw_rows - before.0,
             dead_letter_rows: self.dead.rows - before.1,
         }
     }
 
-    fn decode_inner(&mut self, bytes: &[u8], coords: &SourceCoords<'_>) {
+    /// [`Decoder::decode_message`] without the envelope fast path: every message takes the
+    /// serde_json passes. The reference the fast path is tested against; not for production.
+    #[doc(hidden)]
+    pub fn decode_message_reference(
+        &mut self,
+        bytes: &[u8],
+        coords: &SourceCoords<'_>,
+    ) -> MessageOutcome {
+        let before = (self.raw_rows, self.dead.rows);
+        self.decode_inner(bytes, coords, false);
+        MessageOutcome {
+            raw_rows: self.raw_rows - before.0,
+            dead_letter_rows: self.dead.rows - before.1,
+        }
+    }
+
+    /// Whether `bytes` is an envelope the fast path reads (tests check that generated
+    /// traffic does not silently fall back to the serde path).
+    #[doc(hidden)]
+    pub fn fast_path_reads(&self, bytes: &[u8]) -> bool {
+        let Ok(text) = std::str::from_utf8(bytes) else {
+            return false;
+        };
+        let text = text.strip_prefix(BOM).unwrap_or(text);
+        let allow = self.shape.map_or(ANY, Shape::bit);
+        fast::envelope(text, allow, &mut Vec::new(), &mut Vec::new()).is_ok()
+    }
+
+    /// The envelope fast path ([`fast`]): true when it took the message, false when it
+    /// gave up before appending anything.
+    fn decode_envelope(&mut self, text: &str, coords: &SourceCoords<'_>) -> bool {
+        let mut staged = Vec::new();
+        let allow = self.shape.map_or(ANY, Shape::bit);
+        if fast::envelope(text, allow, &mut staged, &mut self.spare_vals).is_err() {
+            for record in staged {
+                if let fast::Staged::Record(row, _) = record {
+                    self.recycle(row.vals);
+                }
+            }
+            return false;
+        }
+        for (i, record) in staged.into_iter().enumerate() {
+            match record {
+                fast::Staged::Record(row, raw) => self.finish_record(row, raw, coords, i as i32),
+                fast::Staged::NotAnObject(raw) => self.not_an_object(raw, coords, i as i32),
+            }
+        }
+        true
+    }
+
+    fn decode_inner(&mut self, bytes: &[u8], coords: &SourceCoords<'_>, fast: bool) {
         if bytes.len() > self.options.max_message_bytes {
             let msg = format!(
                 "message of {} bytes is above the limit of {} bytes (max_message_bytes)",
@@ -1026,7 +1151,10 @@ impl Decoder {
             }
         };
         let text = text.strip_prefix(BOM).unwrap_or(text);
-        // Fast path: a single diagnostic-settings envelope.
+        if fast && self.decode_envelope(text, coords) {
+            return;
+        }
+        // Serde path: a single diagnostic-settings envelope.
         if let Ok(Top::Envelope(records)) = serde_json::from_str::<Top<'_>>(text) {
             if records.is_empty() {
                 return self.dead_letter(
@@ -1079,14 +1207,7 @@ impl Decoder {
 
     fn decode_record(&mut self, raw: &RawValue, coords: &SourceCoords<'_>, index: i32) {
         if !raw.get().starts_with('{') {
-            let msg = format!("record {index} is not a JSON object");
-            return self.dead_letter(
-                coords,
-                Some(index),
-                Reason::NotAnObject,
-                &msg,
-                raw.get().as_bytes(),
-            );
+            return self.not_an_object(raw.get(), coords, index);
         }
         let mut row = Row::new();
         let parsed = SectionSeed {
@@ -1098,22 +1219,46 @@ impl Decoder {
             depth: 0,
         }
         .deserialize(&mut serde_json::Deserializer::from_str(raw.get()));
-        let result = match parsed {
+        match parsed {
+            Ok(()) => self.finish_record(row, raw.get(), coords, index),
             // Cannot happen for a slice that already parsed as JSON; kept as a dead letter, not a panic.
-            Err(e) => Err(Refusal {
-                reason: Reason::InvalidJson,
-                message: strip_value(&e),
-                shape: None,
-            }),
-            Ok(()) => self.append_row(row, coords, index),
-        };
-        if let Err(r) = result {
-            let msg = match r.shape {
-                Some(shape) => format!("record {index} ({}): {}", shape.label(), r.message),
-                None => format!("record {index}: {}", r.message),
-            };
-            self.dead_letter(coords, Some(index), r.reason, &msg, raw.get().as_bytes());
+            Err(e) => self.refused(
+                Refusal {
+                    reason: Reason::InvalidJson,
+                    message: strip_value(&e),
+                    shape: None,
+                },
+                raw.get(),
+                coords,
+                index,
+            ),
         }
+    }
+
+    fn not_an_object(&mut self, raw: &str, coords: &SourceCoords<'_>, index: i32) {
+        let msg = format!("record {index} is not a JSON object");
+        self.dead_letter(
+            coords,
+            Some(index),
+            Reason::NotAnObject,
+            &msg,
+            raw.as_bytes(),
+        );
+    }
+
+    /// Appends a read record, or dead-letters it with its text `raw`.
+    fn finish_record(&mut self, row: Row<'_>, raw: &str, coords: &SourceCoords<'_>, index: i32) {
+        if let Err(r) = self.append_row(row, coords, index) {
+            self.refused(r, raw, coords, index);
+        }
+    }
+
+    fn refused(&mut self, r: Refusal, raw: &str, coords: &SourceCoords<'_>, index: i32) {
+        let msg = match r.shape {
+            Some(shape) => format!("record {index} ({}): {}", shape.label(), r.message),
+            None => format!("record {index}: {}", r.message),
+        };
+        self.dead_letter(coords, Some(index), r.reason, &msg, raw.as_bytes());
     }
 
     /// Validates and coerces every value first, then appends: a refused record leaves
@@ -1125,10 +1270,12 @@ impl Decoder {
         index: i32,
     ) -> Result<(), Refusal> {
         if let (None, Flex::Str(id)) = (self.shape, &row.vals[c::RESOURCE_ID]) {
-            row.ev.hsm_resource = id
-                .as_bytes()
-                .windows(13)
-                .any(|w| w.eq_ignore_ascii_case(b"/managedhsms/"));
+            let b = id.as_bytes();
+            row.ev.hsm_resource = b.iter().enumerate().any(|(i, &ch)| {
+                ch == b'/'
+                    && b.get(i..i + 13)
+                        .is_some_and(|w| w.eq_ignore_ascii_case(b"/managedhsms/"))
+            });
         }
         let shape = self.shape.unwrap_or_else(|| row.ev.shape());
         let refuse = |mut r: Refusal| {
@@ -1156,51 +1303,163 @@ impl Decoder {
                 return Err(refuse(uncoercible(&row.name_of(c::TIME), "a timestamp")));
             }
         };
-        let names: Vec<(usize, String)> = NAMED
-            .iter()
-            .skip(1)
-            .map(|&col| (col, row.name_of(col)))
-            .collect();
-        let mut cells: Vec<Cell<'_>> = Vec::with_capacity(c::COUNT);
-        for (col, v) in row.vals.drain(..).enumerate() {
-            cells.push(match col {
-                c::TIME => Cell::Int(time),
-                _ => coerce(COLUMNS[col].kind, v).map_err(|what| {
-                    let field = names
-                        .iter()
-                        .find(|(n, _)| *n == col)
-                        .map_or(COLUMNS[col].name, |(_, f)| f.as_str());
-                    refuse(uncoercible(field, what))
-                })?,
-            });
+        let vals = std::mem::take(&mut row.vals);
+        // Only the columns that are not text can fail coercion: check those first, in
+        // column order, then the operation, before anything is appended.
+        let mut scalars = [Scalar::Null; FIRST_DERIVED];
+        let mut refusal = None;
+        for (col, v) in vals.iter().enumerate().take(FIRST_DERIVED) {
+            let kind = COLUMNS[col].kind;
+            if kind == Kind::Text || col == c::TIME || matches!(v, Flex::Absent | Flex::Null) {
+                continue;
+            }
+            scalars[col] = match coerce(kind, v.clone()) {
+                Ok(Cell::Int(i)) => Scalar::Int(i),
+                Ok(Cell::Bool(b)) => Scalar::Bool(b),
+                Ok(_) => Scalar::Null,
+                Err(what) => {
+                    refusal = Some(refuse(uncoercible(&row.name_of(col), what)));
+                    break;
+                }
+            };
         }
-        match &cells[c::OPERATION_NAME] {
-            Cell::Text(s) if !s.trim().is_empty() => {}
-            _ => return Err(refuse(missing(shape.operation_field()))),
+        if refusal.is_none()
+            && text_of(&vals[c::OPERATION_NAME]).is_none_or(|s| s.trim().is_empty())
+        {
+            refusal = Some(refuse(missing(shape.operation_field())));
         }
-        cells[c::PARTITION] = Cell::Int(i64::from(coords.partition));
-        cells[c::OFFSET] = Cell::Int(coords.offset);
-        cells[c::RECORD_INDEX] = Cell::Int(i64::from(index));
-        cells[c::ENQUEUED_TIME] = coords.enqueued_time_micros.map_or(Cell::Null, Cell::Int);
-        derive(&mut cells, time);
+        if let Some(r) = refusal {
+            self.recycle(vals);
+            return Err(r);
+        }
+        scalars[c::PARTITION] = Scalar::Int(i64::from(coords.partition));
+        scalars[c::OFFSET] = Scalar::Int(coords.offset);
+        scalars[c::RECORD_INDEX] = Scalar::Int(i64::from(index));
+        scalars[c::ENQUEUED_TIME] = coords
+            .enqueued_time_micros
+            .map_or(Scalar::Null, Scalar::Int);
+        scalars[c::TIME] = Scalar::Int(time);
         if !shape.is_log_analytics() && !row.extra_empty.is_empty() {
             if !row.extra.is_empty() {
                 row.extra.push(',');
             }
             row.extra.push_str(&row.extra_empty);
         }
-        if !row.extra.is_empty() {
-            cells[c::EXTRA] = Cell::Text(Cow::Owned(format!("{{{}}}", row.extra)));
-        }
-        for (col, (builder, cell)) in self.columns.iter_mut().zip(&cells).enumerate() {
-            match (col, &mut *builder) {
+        for (col, builder) in self.columns[..FIRST_DERIVED].iter_mut().enumerate() {
+            match builder {
                 // Borrowed from the caller, so appended directly rather than copied into a cell.
-                (c::SOURCE, ColumnBuilder::Text(b)) => b.append_value(coords.source),
-                _ => builder.append(cell),
+                ColumnBuilder::Text(b) if col == c::SOURCE => b.append_value(coords.source),
+                ColumnBuilder::Text(b) => b.append_option(text_of(&vals[col])),
+                ColumnBuilder::Int64(b) => b.append_option(scalars[col].int()),
+                ColumnBuilder::Int32(b) => {
+                    b.append_option(scalars[col].int().and_then(|v| i32::try_from(v).ok()))
+                }
+                ColumnBuilder::Bool(b) => b.append_option(match scalars[col] {
+                    Scalar::Bool(v) => Some(v),
+                    _ => None,
+                }),
+                ColumnBuilder::Timestamp(b) => b.append_option(scalars[col].int()),
+                ColumnBuilder::Date(b) => {
+                    b.append_option(scalars[col].int().and_then(|v| i32::try_from(v).ok()))
+                }
             }
         }
+        self.append_derived(
+            scalars[c::HTTP_STATUS_CODE],
+            [c::RESOURCE_ID, c::PROPERTIES_ID, c::REQUEST_URI].map(|col| text_of(&vals[col])),
+            time,
+            &row.extra,
+        );
+        self.recycle(vals);
         self.raw_rows += 1;
         Ok(())
+    }
+
+    /// Keeps the allocation of a row's values for the next row.
+    fn recycle(&mut self, mut vals: Vec<Flex<'_>>) {
+        vals.clear();
+        // An empty vector mapped to the same layout keeps its allocation (in-place collect).
+        let vals: Vec<Flex<'static>> = vals.into_iter().map(|_| Flex::Absent).collect();
+        if self.spare_vals.len() < 256 {
+            self.spare_vals.push(vals);
+        }
+    }
+
+    /// A row whose values reuse a recycled allocation.
+    fn new_row<'a>(spare: &mut Vec<Vec<Flex<'static>>>) -> Row<'a> {
+        let mut vals: Vec<Flex<'a>> = spare.pop().unwrap_or_default();
+        vals.resize(c::COUNT, Flex::Absent);
+        Row::with_vals(vals)
+    }
+
+    /// Appends the derived columns: from the status code, and from the resource id,
+    /// `properties.id` and the request URI as coerced. No copy but the lower-casing.
+    fn append_derived(
+        &mut self,
+        status: Scalar,
+        [resource_id, id, request_uri]: [Option<&str>; 3],
+        time: i64,
+        extra: &str,
+    ) {
+        let result_class = match status {
+            Scalar::Int(429) => "throttled",
+            Scalar::Int(s) if s < 400 => "success",
+            Scalar::Int(s) if s < 500 => "client_error",
+            Scalar::Int(_) => "server_error",
+            _ => "unknown",
+        };
+        let [subscription, group, mut vault] = resource_id.map_or([None; 3], resource_id_parts);
+        let parsed_id = id.map(object_uri_parts);
+        let object = match (parsed_id, request_uri) {
+            (Some(p), _) if p.1.kind.is_some() => Some(p),
+            (_, Some(u)) => Some(object_uri_parts(u)),
+            (p, None) => p,
+        };
+        let (mut kind, mut name, mut version) = (None, None, None);
+        if let Some((host, o)) = object {
+            vault = vault.or(host);
+            (kind, name, version) = (o.kind, o.name, o.version);
+        }
+        let (day, hour) = day_and_hour(time);
+        let scratch = &mut self.scratch;
+        for (col, builder) in self.columns.iter_mut().enumerate().skip(FIRST_DERIVED) {
+            let (value, lower) = match col {
+                c::RESULT_CLASS => (Some(result_class), false),
+                c::SUBSCRIPTION_ID => (subscription, true),
+                c::RESOURCE_GROUP => (group, true),
+                c::VAULT_NAME => (vault, true),
+                c::OBJECT_KIND => (kind, false),
+                c::OBJECT_NAME => (name, false),
+                c::OBJECT_VERSION => (version, false),
+                c::EXTRA => (None, false),
+                c::DATE | c::HOUR => {
+                    let v = if col == c::DATE { day } else { hour };
+                    builder.append(&Cell::Int(i64::from(v)));
+                    continue;
+                }
+                _ => continue,
+            };
+            let ColumnBuilder::Text(b) = builder else {
+                continue;
+            };
+            match value {
+                Some(v) if lower => {
+                    scratch.clear();
+                    scratch.push_str(v);
+                    scratch.make_ascii_lowercase();
+                    b.append_value(&*scratch);
+                }
+                Some(v) => b.append_value(v),
+                None if col == c::EXTRA && !extra.is_empty() => {
+                    scratch.clear();
+                    scratch.push('{');
+                    scratch.push_str(extra);
+                    scratch.push('}');
+                    b.append_value(&*scratch);
+                }
+                None => b.append_null(),
+            }
+        }
     }
 
     fn dead_letter(
@@ -1283,45 +1542,6 @@ fn strip_value(e: &serde_json::Error) -> String {
         e.line(),
         e.column()
     )
-}
-
-/// Fills the derived columns from the coerced ones.
-fn derive(cells: &mut [Cell<'_>], time: i64) {
-    cells[c::RESULT_CLASS] = Cell::Text(Cow::Borrowed(match cells[c::HTTP_STATUS_CODE] {
-        Cell::Int(429) => "throttled",
-        Cell::Int(s) if s < 400 => "success",
-        Cell::Int(s) if s < 500 => "client_error",
-        Cell::Int(_) => "server_error",
-        _ => "unknown",
-    }));
-    if let Cell::Text(id) = &cells[c::RESOURCE_ID] {
-        let r = parse_resource_id(id);
-        let set = |v: Option<String>| v.map_or(Cell::Null, |s| Cell::Text(Cow::Owned(s)));
-        cells[c::SUBSCRIPTION_ID] = set(r.subscription_id);
-        cells[c::RESOURCE_GROUP] = set(r.resource_group);
-        cells[c::VAULT_NAME] = set(r.vault_name);
-    }
-    let uri = match (&cells[c::PROPERTIES_ID], &cells[c::REQUEST_URI]) {
-        (Cell::Text(id), _) if parse_object_uri(id).kind.is_some() => Some(id.to_string()),
-        (_, Cell::Text(u)) => Some(u.to_string()),
-        (Cell::Text(id), _) => Some(id.to_string()),
-        _ => None,
-    };
-    if let Some(uri) = uri {
-        let o = parse_object_uri(&uri);
-        if matches!(cells[c::VAULT_NAME], Cell::Null)
-            && let Some(v) = o.vault_from_host
-        {
-            cells[c::VAULT_NAME] = Cell::Text(Cow::Owned(v));
-        }
-        let own = |v: Option<&str>| v.map_or(Cell::Null, |s| Cell::Text(Cow::Owned(s.to_owned())));
-        cells[c::OBJECT_KIND] = o.kind.map_or(Cell::Null, |k| Cell::Text(Cow::Borrowed(k)));
-        cells[c::OBJECT_NAME] = own(o.name);
-        cells[c::OBJECT_VERSION] = own(o.version);
-    }
-    let (day, hour) = day_and_hour(time);
-    cells[c::DATE] = Cell::Int(i64::from(day));
-    cells[c::HOUR] = Cell::Int(i64::from(hour));
 }
 
 #[cfg(test)]

@@ -14,19 +14,30 @@ pub struct VaultResource {
 
 /// Splits `/SUBSCRIPTIONS/<id>/RESOURCEGROUPS/<rg>/PROVIDERS/MICROSOFT.KEYVAULT/VAULTS/<name>`.
 pub fn parse_resource_id(id: &str) -> VaultResource {
-    let mut out = VaultResource::default();
+    let [subscription_id, resource_group, vault_name] =
+        resource_id_parts(id).map(|p| p.map(str::to_ascii_lowercase));
+    VaultResource {
+        subscription_id,
+        resource_group,
+        vault_name,
+    }
+}
+
+/// [`parse_resource_id`] without lower-casing or copying: subscription, resource group, vault.
+pub fn resource_id_parts(id: &str) -> [Option<&str>; 3] {
+    let mut out = [None; 3];
     let mut parts = id.split('/').filter(|p| !p.is_empty());
     while let Some(p) = parts.next() {
         let slot = if p.eq_ignore_ascii_case("subscriptions") {
-            &mut out.subscription_id
+            0
         } else if p.eq_ignore_ascii_case("resourcegroups") {
-            &mut out.resource_group
+            1
         } else if p.eq_ignore_ascii_case("vaults") || p.eq_ignore_ascii_case("managedhsms") {
-            &mut out.vault_name
+            2
         } else {
             continue;
         };
-        *slot = parts.next().map(str::to_ascii_lowercase);
+        out[slot] = parts.next();
     }
     out
 }
@@ -46,25 +57,35 @@ pub struct ObjectRef<'a> {
 
 /// Parses an object URI; anything it does not recognise gives empty parts, never an error.
 pub fn parse_object_uri(uri: &str) -> ObjectRef<'_> {
+    let (host, o) = object_uri_parts(uri);
+    ObjectRef {
+        vault_from_host: host.map(str::to_ascii_lowercase),
+        ..o
+    }
+}
+
+/// [`parse_object_uri`] without copying: the vault as the host spells it, and the rest
+/// (whose `vault_from_host` is `None`).
+pub fn object_uri_parts(uri: &str) -> (Option<&str>, ObjectRef<'_>) {
     let mut out = ObjectRef::default();
     let rest = uri.split_once("://").map_or(uri, |(_, r)| r);
     let rest = rest.split(['?', '#']).next().unwrap_or("");
     let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-    if let Some((first, _)) = host.split_once('.')
-        && !first.is_empty()
-    {
-        out.vault_from_host = Some(first.to_ascii_lowercase());
-    }
+    let host = host
+        .split_once('.')
+        .map(|(first, _)| first)
+        .filter(|first| !first.is_empty());
     let mut segs = path.split('/').filter(|s| !s.is_empty());
-    out.kind = match segs.next().map(str::to_ascii_lowercase).as_deref() {
-        Some("secrets" | "deletedsecrets") => Some("secret"),
-        Some("keys" | "deletedkeys") => Some("key"),
-        Some("certificates" | "deletedcertificates") => Some("certificate"),
-        _ => return ObjectRef { kind: None, ..out },
+    let is = |seg: &str, names: [&str; 2]| names.iter().any(|n| seg.eq_ignore_ascii_case(n));
+    out.kind = match segs.next() {
+        Some(s) if is(s, ["secrets", "deletedsecrets"]) => Some("secret"),
+        Some(s) if is(s, ["keys", "deletedkeys"]) => Some("key"),
+        Some(s) if is(s, ["certificates", "deletedcertificates"]) => Some("certificate"),
+        _ => return (host, out),
     };
     out.name = segs.next();
     out.version = segs.next();
-    out
+    (host, out)
 }
 
 #[cfg(test)]

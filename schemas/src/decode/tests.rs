@@ -489,6 +489,76 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// The envelope fast path and the serde path (the reference) give the same rows and
+    /// dead letters, byte for byte, on good envelopes and on mangled ones.
+    #[test]
+    fn fast_path_matches_the_serde_path(
+        records in proptest::collection::vec(arb_record(), 1..5),
+        cut in any::<prop::sample::Index>(),
+        junk in proptest::collection::vec(prop::sample::select(b" \"{}[],:\\0-.e\x01\xffu".to_vec()), 0..3),
+        pretty in any::<bool>(),
+    ) {
+        let v = serde_json::json!({ "records": records.iter().map(to_json).collect::<Vec<_>>() });
+        let mut msg = if pretty { serde_json::to_string_pretty(&v) } else { serde_json::to_string(&v) }.unwrap().into_bytes();
+        if junk.is_empty() {
+            prop_assert!(Decoder::new(DecodeOptions::default()).fast_path_reads(&msg));
+        }
+        let at = cut.index(msg.len());
+        msg.splice(at..at, junk);
+        assert_same_both_ways(&msg);
+    }
+}
+
+/// Decodes `bytes` through the fast path and the reference, and compares everything.
+fn assert_same_both_ways(bytes: &[u8]) {
+    let opts = DecodeOptions {
+        seen_time_micros: 7,
+        ..DecodeOptions::default()
+    };
+    let (mut fast, mut reference) = (Decoder::new(opts), Decoder::new(opts));
+    let a = fast.decode_message(bytes, &COORDS);
+    let b = reference.decode_message_reference(bytes, &COORDS);
+    assert_eq!(a, b, "{}", String::from_utf8_lossy(bytes));
+    let (x, y) = (fast.finish(), reference.finish());
+    assert_eq!(x.raw, y.raw, "{}", String::from_utf8_lossy(bytes));
+    assert_eq!(
+        x.dead_letter,
+        y.dead_letter,
+        "{}",
+        String::from_utf8_lossy(bytes)
+    );
+}
+
+#[test]
+fn fast_path_matches_the_serde_path_on_edge_cases() {
+    let rec = r#"{"time":"2026-11-01T10:00:00Z","operationName":"A"}"#;
+    let cases = [
+        format!(r#"{{"records":[{rec}]}}"#),
+        format!("\u{feff} {{ \"records\" : [ {rec} , 42 , \"x\", null ] }} \n"),
+        format!(r#"{{"records":[{rec}],"other":1}}"#),
+        format!(r#"{{"records":[{rec}],"records":[{rec},{rec}]}}"#),
+        format!(r#"{{"records":[{rec}]}} {{"records":[{rec}]}}"#),
+        r#"{"records":[]}"#.to_string(),
+        r#"{"records":{}}"#.to_string(),
+        r#"{"records":[{"time":"2026-11-01T10:00:00Z","operationName":"A","identity":1e999}]}"#.to_string(),
+        r#"{"records":[{"time":"2026-11-01T10:00:00Z","operationName":"A","identity":"{\"claim\":{\"oid\":\"x\"}} junk"}]}"#.to_string(),
+        r#"{"records":[{"time":"2026-11-01T10:00:00Z","operationName":"A","identity":[1,{}],"properties":true}]}"#.to_string(),
+        r#"{"records":[{"time":"2026-11-01T10:00:00Z","operationName":"A\ud83d\ude00","x\u00e9\n":"\ud800"}]}"#.to_string(),
+        r#"{"records":[{"time":"2026-11-01T10:00:00Z","operationName":"A","k\"ey":"v\u0001","e":""}]}"#.to_string(),
+        r#"{"records":[{"time":"2026-11-01T10:00:00Z","operationName":"A","durationMs":01}]}"#.to_string(),
+        r#"{"records":[{"time":"2026-11-01T10:00:00Z","operationName":"A","durationMs":-0.0e+1}]}"#.to_string(),
+        format!(r#"{{"records":[{}{rec}{}]}}"#, "[".repeat(120), "]".repeat(120)),
+        REAL.to_string(),
+    ];
+    for msg in &cases {
+        assert_same_both_ways(msg.as_bytes());
+    }
+    assert!(Decoder::new(DecodeOptions::default()).fast_path_reads(REAL.as_bytes()));
+}
+
 /// Every message is accounted for: one message-level dead letter, or record indexes
 /// 0..n each exactly once across raw and dead-letter rows.
 fn check_accounted(bytes: &[u8]) {

@@ -1,0 +1,105 @@
+//! Decoder throughput per core on generator output, with peers on the same bytes:
+//! `cargo bench -p kvlake-schemas --bench decode` (MB/s of message bytes, one thread).
+//!
+//! `fast` is [`Decoder::decode_message`] (the envelope fast path); `reference` is the serde
+//! path every message took before it (the old decoder, kept as the test oracle);
+//! `serde_json_value` and `sonic_rs_value` parse each message into a generic JSON value.
+//! With `KVLAKE_DUMP_MESSAGES=<dir>` the messages are also written there, one per line,
+//! for DuckDB's `read_json` on the same bytes (`schemas/benches/decode_duckdb.py`).
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use kvlake_generator::{Format, Generator, GeneratorConfig, Shape};
+use kvlake_schemas::{DecodeOptions, Decoder, SourceCoords};
+
+const RECORDS: usize = 20_000;
+
+fn messages(shape: Shape, format: Format) -> Vec<Vec<u8>> {
+    let mut g = Generator::new(GeneratorConfig {
+        seed: 42,
+        shape,
+        ..GeneratorConfig::default()
+    });
+    let mut out = Vec::new();
+    g.write_records(RECORDS, format, &mut out);
+    out.split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+fn decode_all(msgs: &[Vec<u8>], reference: bool) -> usize {
+    let mut d = Decoder::new(DecodeOptions::default());
+    for (i, m) in msgs.iter().enumerate() {
+        let coords = SourceCoords {
+            source: "kv-audit",
+            partition: 0,
+            offset: i as i64,
+            enqueued_time_micros: Some(0),
+        };
+        if reference {
+            d.decode_message_reference(m, &coords);
+        } else {
+            d.decode_message(m, &coords);
+        }
+    }
+    let out = d.finish();
+    out.raw.num_rows() + out.dead_letter.num_rows()
+}
+
+fn bench(c: &mut Criterion) {
+    let cases = [
+        ("envelope", Shape::DiagnosticSettings, Format::Envelope),
+        (
+            "envelope_azurediagnostics",
+            Shape::AzureDiagnostics,
+            Format::Envelope,
+        ),
+        ("envelope_managedhsm", Shape::ManagedHsm, Format::Envelope),
+        ("json_lines", Shape::DiagnosticSettings, Format::Lines),
+    ];
+    for (name, shape, format) in cases {
+        let msgs = messages(shape, format);
+        // The same bytes for the DuckDB peer (`schemas/benches/decode_duckdb.py`).
+        if let Some(dir) = std::env::var_os("KVLAKE_DUMP_MESSAGES") {
+            let path = std::path::Path::new(&dir).join(format!("{name}.json"));
+            std::fs::write(&path, msgs.join(&b'\n')).unwrap_or_else(|e| panic!("{e}"));
+        }
+        assert_eq!(decode_all(&msgs, false), RECORDS, "every record decodes");
+        let bytes: usize = msgs.iter().map(Vec::len).sum();
+        let mut g = c.benchmark_group(format!("decode_{name}_{:.1}MB", bytes as f64 / 1e6));
+        g.throughput(Throughput::Bytes(bytes as u64));
+        g.sample_size(10);
+        g.bench_function("fast", |b| {
+            b.iter(|| black_box(decode_all(black_box(&msgs), false)))
+        });
+        g.bench_function("reference", |b| {
+            b.iter(|| black_box(decode_all(black_box(&msgs), true)))
+        });
+        if name == "envelope" {
+            g.bench_function("serde_json_value", |b| {
+                b.iter(|| {
+                    for m in &msgs {
+                        let v: serde_json::Value =
+                            serde_json::from_slice(black_box(m)).unwrap_or_default();
+                        black_box(v);
+                    }
+                })
+            });
+            g.bench_function("sonic_rs_value", |b| {
+                b.iter(|| {
+                    for m in &msgs {
+                        let v: sonic_rs::Value =
+                            sonic_rs::from_slice(black_box(m)).unwrap_or_default();
+                        black_box(v);
+                    }
+                })
+            });
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,235 @@
+//! Which Parquet writer knobs pay, on decoded generator output (one thread):
+//! `cargo bench -p kvlake-schemas --bench parquet_knobs`.
+//!
+//! Criterion groups: decode + Parquet of the same messages under whole-file settings
+//! (MB/s of message bytes), and Parquet alone. Before them a per-column table (median of
+//! 7 encodes of each column alone; MB/s of the column's Arrow bytes, and its size in the
+//! file) under plain/dictionary × uncompressed/zstd-1/zstd-3, printed to stderr.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::Schema;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use kvlake_generator::{Format, Generator, GeneratorConfig};
+use kvlake_schemas::raw::raw_file_schema;
+use kvlake_schemas::{DecodeOptions, Decoder, SourceCoords};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
+use parquet::schema::types::ColumnPath;
+
+const RECORDS: usize = 20_000;
+
+fn messages() -> Vec<Vec<u8>> {
+    let mut g = Generator::new(GeneratorConfig {
+        seed: 42,
+        ..GeneratorConfig::default()
+    });
+    let mut out = Vec::new();
+    g.write_records(RECORDS, Format::Envelope, &mut out);
+    out.split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+/// Decodes every message into one batch of the raw file schema (partition columns dropped).
+fn decode(msgs: &[Vec<u8>]) -> RecordBatch {
+    let mut d = Decoder::new(DecodeOptions::default());
+    for (i, m) in msgs.iter().enumerate() {
+        let coords = SourceCoords {
+            source: "kv-audit",
+            partition: 3,
+            offset: i as i64,
+            enqueued_time_micros: Some(1_793_528_130_000_000 + i as i64 * 1000),
+        };
+        d.decode_message(m, &coords);
+    }
+    let raw = d.finish().raw;
+    let schema = raw_file_schema();
+    let cols = schema
+        .fields()
+        .iter()
+        .map(|f| raw.column_by_name(f.name()).cloned())
+        .collect::<Option<Vec<_>>>()
+        .unwrap_or_default();
+    RecordBatch::try_new(schema, cols).unwrap_or(raw)
+}
+
+fn write(batch: &RecordBatch, props: &WriterProperties) -> usize {
+    let mut w = match ArrowWriter::try_new(Vec::new(), batch.schema(), Some(props.clone())) {
+        Ok(w) => w,
+        Err(e) => panic!("writer: {e}"),
+    };
+    if let Err(e) = w.write(batch) {
+        panic!("write: {e}");
+    }
+    w.into_inner().map_or(0, |v| v.len())
+}
+
+fn zstd(level: i32) -> Compression {
+    Compression::ZSTD(ZstdLevel::try_new(level).unwrap_or_default())
+}
+
+/// hotpath's `writer_properties` before issue 15 (zstd-3, lists copied from encode.rs).
+const UNIQUE: &[&str] = &[
+    "_offset",
+    "_enqueued_time",
+    "time",
+    "correlation_id",
+    "properties_id",
+    "request_uri",
+    "object_version",
+    "extra",
+    "secret_properties",
+    "key_properties",
+    "certificate_properties",
+    "nested_properties",
+];
+const TINY: &[&str] = &[
+    "_source",
+    "_partition",
+    "_record_index",
+    "operation_version",
+    "category",
+    "result_type",
+    "result_signature",
+    "http_status_code",
+    "is_access_policy_match",
+    "is_rbac_authorized",
+    "tls_version",
+    "identity_type",
+    "identity_app_id_acr",
+    "identity_tenant_id",
+    "result_class",
+    "subscription_id",
+    "resource_group",
+    "vault_name",
+    "object_kind",
+    "address_authorization_type",
+    "trusted_service",
+];
+
+fn base(level: i32) -> WriterPropertiesBuilder {
+    let mut b = WriterProperties::builder();
+    for col in UNIQUE {
+        b = b.set_column_dictionary_enabled(ColumnPath::from(*col), false);
+    }
+    for col in TINY {
+        b = b.set_column_compression(ColumnPath::from(*col), Compression::UNCOMPRESSED);
+    }
+    b.set_compression(zstd(level))
+        .set_max_row_group_row_count(Some(1024 * 1024))
+}
+
+fn variants() -> Vec<(&'static str, WriterProperties)> {
+    vec![
+        ("before_zstd3", base(3).build()),
+        ("zstd1", base(1).build()),
+        (
+            "zstd1_chunk_stats",
+            base(1)
+                .set_statistics_enabled(EnabledStatistics::Chunk)
+                .build(),
+        ),
+        (
+            "zstd1_chunk_stats_big_pages",
+            base(1)
+                .set_statistics_enabled(EnabledStatistics::Chunk)
+                .set_data_page_size_limit(4 * 1024 * 1024)
+                .set_write_batch_size(8192)
+                .build(),
+        ),
+        (
+            "zstd1_no_stats",
+            base(1)
+                .set_statistics_enabled(EnabledStatistics::None)
+                .build(),
+        ),
+        (
+            "uncompressed",
+            base(1).set_compression(Compression::UNCOMPRESSED).build(),
+        ),
+    ]
+}
+
+/// One column alone under plain/dictionary × compression: median seconds and file bytes.
+fn column_table(batch: &RecordBatch) {
+    let settings: [(&str, bool, Compression); 6] = [
+        ("plain", false, Compression::UNCOMPRESSED),
+        ("plain_z1", false, zstd(1)),
+        ("plain_z3", false, zstd(3)),
+        ("dict", true, Compression::UNCOMPRESSED),
+        ("dict_z1", true, zstd(1)),
+        ("dict_z3", true, zstd(3)),
+    ];
+    eprint!("{:<32} {:>8}", "column (arrow KB)", "KB");
+    for (name, _, _) in &settings {
+        eprint!(" {:>18}", format!("{name} MB/s|KB"));
+    }
+    eprintln!();
+    for (i, field) in batch.schema().fields().iter().enumerate() {
+        let col = batch.column(i).clone();
+        let one = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![field.as_ref().clone()])),
+            vec![col.clone()],
+        );
+        let Ok(one) = one else { continue };
+        let arrow_bytes = col.get_buffer_memory_size();
+        eprint!("{:<32} {:>8}", field.name(), arrow_bytes / 1024);
+        for (_, dict, compression) in &settings {
+            let props = WriterProperties::builder()
+                .set_dictionary_enabled(*dict)
+                .set_compression(*compression)
+                .set_statistics_enabled(EnabledStatistics::Chunk)
+                .build();
+            let mut times = Vec::new();
+            let mut size = 0;
+            for _ in 0..7 {
+                let t = Instant::now();
+                size = write(&one, &props);
+                times.push(t.elapsed().as_secs_f64());
+            }
+            times.sort_by(f64::total_cmp);
+            let mbs = arrow_bytes as f64 / times[3] / 1e6;
+            eprint!(" {:>18}", format!("{mbs:.0}|{}", size / 1024));
+        }
+        eprintln!();
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let msgs = messages();
+    let bytes: usize = msgs.iter().map(Vec::len).sum();
+    let batch = decode(&msgs);
+    assert_eq!(batch.num_rows(), RECORDS);
+    column_table(&batch);
+    let mut g = c.benchmark_group(format!("decode_parquet_{:.1}MB", bytes as f64 / 1e6));
+    g.throughput(Throughput::Bytes(bytes as u64));
+    g.sample_size(10);
+    g.bench_function("decode_only", |b| {
+        b.iter(|| black_box(decode(black_box(&msgs))))
+    });
+    for (name, props) in variants() {
+        eprintln!("{name}: file {} KB", write(&batch, &props) / 1024);
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(write(&decode(black_box(&msgs)), &props)))
+        });
+    }
+    g.finish();
+    let mut g = c.benchmark_group(format!("parquet_only_{:.1}MB", bytes as f64 / 1e6));
+    g.throughput(Throughput::Bytes(bytes as u64));
+    g.sample_size(10);
+    for (name, props) in variants() {
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(write(black_box(&batch), &props)))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

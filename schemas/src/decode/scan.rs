@@ -1,0 +1,364 @@
+//! A validating JSON scanner over one message's text, for the envelope fast path.
+//! It is stricter than serde_json, never looser: what it does not take, it gives up on.
+//!
+//! Portable code only (no SIMD intrinsics, no `unsafe`): strings are searched eight bytes
+//! at a time in a `u64` (SWAR) for `"`, `\` and control characters, which any x86-64
+//! (or other) CPU runs at full speed without feature detection.
+
+/// The scanner gave up: the text is not JSON, or holds something the fast path leaves to
+/// serde_json (a lone surrogate, a number in a section, deep nesting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct GiveUp;
+
+/// A scanner result.
+pub(crate) type Res<T> = Result<T, GiveUp>;
+
+/// Deepest nesting the scanner follows; serde_json's limit is 128.
+const MAX_DEPTH: u32 = 100;
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// Whether any byte of `w` is `"`, `\` or below 0x20 (exact, no false positives).
+#[inline]
+fn special(w: u64) -> bool {
+    let quote = w ^ (ONES * u64::from(b'"'));
+    let backslash = w ^ (ONES * u64::from(b'\\'));
+    let zero_q = quote.wrapping_sub(ONES) & !quote;
+    let zero_b = backslash.wrapping_sub(ONES) & !backslash;
+    let control = w.wrapping_sub(ONES * 0x20) & !w;
+    (zero_q | zero_b | control) & HIGH != 0
+}
+
+fn hex4(b: &[u8], at: usize) -> Res<u32> {
+    let digits = b.get(at..at + 4).ok_or(GiveUp)?;
+    let mut v = 0u32;
+    for &d in digits {
+        let n = match d {
+            b'0'..=b'9' => d - b'0',
+            b'a'..=b'f' => d - b'a' + 10,
+            b'A'..=b'F' => d - b'A' + 10,
+            _ => return Err(GiveUp),
+        };
+        v = v * 16 + u32::from(n);
+    }
+    Ok(v)
+}
+
+/// A cursor over JSON text.
+pub(crate) struct Scanner<'a> {
+    text: &'a str,
+    pos: usize,
+    depth: u32,
+}
+
+impl<'a> Scanner<'a> {
+    pub(crate) fn new(text: &'a str) -> Self {
+        Scanner {
+            text,
+            pos: 0,
+            depth: 0,
+        }
+    }
+
+    /// Byte position of the cursor.
+    pub(crate) fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// The text between two positions (both at ASCII delimiters, so char boundaries).
+    pub(crate) fn slice(&self, from: usize, to: usize) -> Res<&'a str> {
+        self.text.get(from..to).ok_or(GiveUp)
+    }
+
+    fn skip_ws(&mut self) {
+        let b = self.text.as_bytes();
+        while let Some(b' ' | b'\n' | b'\t' | b'\r') = b.get(self.pos) {
+            self.pos += 1;
+        }
+    }
+
+    /// The next byte that is not whitespace, without taking it.
+    #[inline]
+    pub(crate) fn peek(&mut self) -> Res<u8> {
+        self.skip_ws();
+        self.text.as_bytes().get(self.pos).copied().ok_or(GiveUp)
+    }
+
+    /// Takes `byte` after whitespace.
+    #[inline]
+    pub(crate) fn eat(&mut self, byte: u8) -> Res<()> {
+        if self.peek()? == byte {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(GiveUp)
+        }
+    }
+
+    /// Whether only whitespace is left.
+    pub(crate) fn at_end(&mut self) -> bool {
+        self.skip_ws();
+        self.pos == self.text.len()
+    }
+
+    /// Takes an opening `{` or `[` (already peeked), counting depth.
+    pub(crate) fn open(&mut self) -> Res<()> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(GiveUp);
+        }
+        self.pos += 1;
+        Ok(())
+    }
+
+    /// Takes `,` (true: more members follow) or `close` (false: done), after whitespace.
+    #[inline]
+    pub(crate) fn next_or_close(&mut self, close: u8) -> Res<bool> {
+        match self.peek()? {
+            b',' => {
+                self.pos += 1;
+                Ok(true)
+            }
+            b if b == close => {
+                self.pos += 1;
+                self.depth -= 1;
+                Ok(false)
+            }
+            _ => Err(GiveUp),
+        }
+    }
+
+    /// Takes `close` right after an opening bracket if it is there (an empty object or array).
+    pub(crate) fn close_if(&mut self, close: u8) -> Res<bool> {
+        if self.peek()? == close {
+            self.pos += 1;
+            self.depth -= 1;
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
+
+    /// A string at the cursor (after whitespace): its text between the quotes, raw,
+    /// and whether it holds escapes.
+    #[inline]
+    pub(crate) fn string(&mut self) -> Res<(&'a str, bool)> {
+        if self.peek()? != b'"' {
+            return Err(GiveUp);
+        }
+        let b = self.text.as_bytes();
+        let start = self.pos + 1;
+        let mut i = start;
+        let mut escaped = false;
+        loop {
+            while let Some(chunk) = b.get(i..).and_then(<[u8]>::first_chunk::<8>) {
+                if special(u64::from_le_bytes(*chunk)) {
+                    break;
+                }
+                i += 8;
+            }
+            match b.get(i) {
+                Some(b'"') => {
+                    self.pos = i + 1;
+                    return Ok((self.slice(start, i)?, escaped));
+                }
+                Some(b'\\') => {
+                    escaped = true;
+                    i = escape_end(b, i + 1)?;
+                }
+                Some(0..=0x1f) | None => return Err(GiveUp),
+                Some(_) => i += 1,
+            }
+        }
+    }
+
+    /// A key and its `:`; the key's raw text between the quotes and whether it holds escapes.
+    #[inline]
+    pub(crate) fn key(&mut self) -> Res<(&'a str, bool)> {
+        let k = self.string()?;
+        self.eat(b':')?;
+        Ok(k)
+    }
+
+    /// The text of the string just scanned, quotes included (for serde_json to unescape).
+    pub(crate) fn quoted(&self, inner: &'a str) -> Res<&'a str> {
+        // `inner` ends one byte before the cursor's closing quote.
+        let end = self.pos;
+        self.slice(end - inner.len() - 2, end)
+    }
+
+    /// Skips one value (after whitespace) and returns its text.
+    pub(crate) fn value(&mut self) -> Res<&'a str> {
+        let first = self.peek()?;
+        let start = self.pos;
+        match first {
+            b'"' => {
+                self.string()?;
+            }
+            b'{' => self.skip_object()?,
+            b'[' => self.skip_array()?,
+            b't' => self.literal(b"true")?,
+            b'f' => self.literal(b"false")?,
+            b'n' => self.literal(b"null")?,
+            b'-' | b'0'..=b'9' => self.number()?,
+            _ => return Err(GiveUp),
+        }
+        self.slice(start, self.pos)
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Res<()> {
+        let end = self.pos + word.len();
+        if self.text.as_bytes().get(self.pos..end) == Some(word) {
+            self.pos = end;
+            Ok(())
+        } else {
+            Err(GiveUp)
+        }
+    }
+
+    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`, serde_json's grammar.
+    fn number(&mut self) -> Res<()> {
+        let b = self.text.as_bytes();
+        let mut i = self.pos;
+        if b.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        let digits = |mut i: usize| {
+            let from = i;
+            while b.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            if i == from { Err(GiveUp) } else { Ok(i) }
+        };
+        i = match b.get(i) {
+            Some(b'0') => i + 1,
+            Some(b'1'..=b'9') => digits(i)?,
+            _ => return Err(GiveUp),
+        };
+        if b.get(i) == Some(&b'.') {
+            i = digits(i + 1)?;
+        }
+        if let Some(b'e' | b'E') = b.get(i) {
+            i += 1;
+            if let Some(b'+' | b'-') = b.get(i) {
+                i += 1;
+            }
+            i = digits(i)?;
+        }
+        self.pos = i;
+        Ok(())
+    }
+
+    fn skip_object(&mut self) -> Res<()> {
+        self.open()?;
+        if self.close_if(b'}')? {
+            return Ok(());
+        }
+        loop {
+            self.key()?;
+            self.value()?;
+            if !self.next_or_close(b'}')? {
+                return Ok(());
+            }
+        }
+    }
+
+    fn skip_array(&mut self) -> Res<()> {
+        self.open()?;
+        if self.close_if(b']')? {
+            return Ok(());
+        }
+        loop {
+            self.value()?;
+            if !self.next_or_close(b']')? {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Where an escape whose letter is at `at` ends; gives up on lone surrogates, which
+/// serde_json refuses or turns into text differently depending on where they are.
+fn escape_end(b: &[u8], at: usize) -> Res<usize> {
+    match b.get(at) {
+        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Ok(at + 1),
+        Some(b'u') => match hex4(b, at + 1)? {
+            0xD800..=0xDBFF => {
+                if b.get(at + 5..at + 7) == Some(b"\\u")
+                    && (0xDC00..=0xDFFF).contains(&hex4(b, at + 7)?)
+                {
+                    Ok(at + 11)
+                } else {
+                    Err(GiveUp)
+                }
+            }
+            0xDC00..=0xDFFF => Err(GiveUp),
+            _ => Ok(at + 5),
+        },
+        _ => Err(GiveUp),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn special_bytes_are_found_in_any_lane() {
+        for lane in 0..8 {
+            for byte in [b'"', b'\\', 0u8, 0x1f] {
+                let mut w = [b'a'; 8];
+                w[lane] = byte;
+                assert!(special(u64::from_le_bytes(w)), "{byte:#x} at {lane}");
+            }
+        }
+        assert!(!special(u64::from_le_bytes(*b"ab \x7f\xc3\xa9~!")));
+        assert!(!special(u64::from_le_bytes([
+            0x20, 0x21, 0xff, 0x80, 0x5b, 0x5d, 0x23, 0x7e
+        ])));
+    }
+
+    #[test]
+    fn values_are_validated() {
+        let ok = [
+            r#""plain""#,
+            r#""esc \" \\ \/ \n \u00e9 \ud83d\ude00""#,
+            "0",
+            "-0.5e+3",
+            "12E7",
+            "[1, {\"a\" : [true, false, null]}, \"x\"]",
+            "{}",
+            "[]",
+        ];
+        for t in ok {
+            let mut s = Scanner::new(t);
+            assert_eq!(s.value(), Ok(t), "{t}");
+            assert!(s.at_end());
+        }
+        let bad = [
+            "\"open",
+            "\"a\x01\"",
+            r#""\x""#,
+            r#""\ud800""#,
+            r#""\udc00x""#,
+            "-",
+            "1.",
+            "1e",
+            ".5",
+            "tru",
+            "[1,]",
+            "{\"a\":1,}",
+            "{\"a\"}",
+            "{1:2}",
+            "[1 2]",
+        ];
+        for t in bad {
+            let mut s = Scanner::new(t);
+            let done = s.value().is_ok() && s.at_end();
+            assert!(!done, "{t}");
+        }
+        let deep = "[".repeat(200) + &"]".repeat(200);
+        assert_eq!(Scanner::new(&deep).value(), Err(GiveUp));
+    }
+}
