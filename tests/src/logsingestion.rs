@@ -60,6 +60,8 @@ pub struct Stats {
     pub refused: Vec<(u16, String)>,
     /// Largest body received, bytes (after gzip).
     pub largest_body: usize,
+    /// When each request on the ingestion path was answered, and its status.
+    pub answers: Vec<(std::time::Instant, u16)>,
 }
 
 #[derive(Debug, Default)]
@@ -213,6 +215,15 @@ async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
         let body = buf[head_end..head_end + len].to_vec();
         handle(&request_line, &headers, &body, &st, &book, route)
     };
+    let code = status
+        .split(' ')
+        .next()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    lock(&st)
+        .stats
+        .answers
+        .push((std::time::Instant::now(), code));
     let resp = format!(
         "HTTP/1.1 {status}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n{extra}\r\n",
         text.len()
