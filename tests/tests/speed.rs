@@ -327,8 +327,14 @@ fn two_scaled_out_instances_combine_their_counts_and_raise_each_alert_once() -> 
     let broker = Broker::start(TOPIC, PARTITIONS)?;
     let t = thresholds(dir.path())?;
     let ports = [free_port()?, free_port()?];
+    let assigned = |port: u16| {
+        http_get(port, "/metrics").map_or(0.0, |(_, m)| {
+            prometheus_sum(&m, "kvlake_hot_partitions_assigned")
+        })
+    };
+    let logs = [dir.path().join("hot-0.log"), dir.path().join("hot-1.log")];
     let mut procs = Vec::new();
-    for port in ports {
+    for (i, port) in ports.into_iter().enumerate() {
         let addr = format!("127.0.0.1:{port}");
         let args = [
             "--thresholds",
@@ -343,20 +349,34 @@ fn two_scaled_out_instances_combine_their_counts_and_raise_each_alert_once() -> 
             "--kafka-option",
             "heartbeat.interval.ms=500",
         ];
-        procs.push(spawn_hot(&broker.bootstrap, TOPIC, &url, &args)?);
+        // Logs go to files: a pipe nobody reads until the end could fill and stall it.
+        procs.push(Proc(
+            hot_command(&broker.bootstrap, TOPIC, &url, &args)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(&logs[i])?)
+                .spawn()?,
+        ));
+        // The first instance takes every partition before the second starts (what a
+        // loaded machine does by chance, here every time): the second's join must
+        // split them, and the first must hand its share over.
+        if i == 0 {
+            wait_for(
+                "the first instance to hold every partition",
+                Duration::from_secs(120),
+                || Ok(assigned(port) == f64::from(PARTITIONS)),
+            )?;
+        }
     }
     // Both instances hold partitions before anything is produced, so neither sees the
     // whole attack alone: the counts can only meet through the exchange.
-    wait_for("both instances assigned", Duration::from_secs(60), || {
-        let mut each = Vec::new();
-        for port in ports {
-            let n = http_get(port, "/metrics").map_or(0.0, |(_, m)| {
-                prometheus_sum(&m, "kvlake_hot_partitions_assigned")
-            });
-            each.push(n);
-        }
-        Ok(each.iter().all(|n| *n > 0.0) && each.iter().sum::<f64>() == f64::from(PARTITIONS))
-    })?;
+    wait_for(
+        "both instances to hold partitions",
+        Duration::from_secs(120),
+        || {
+            let each = ports.map(assigned);
+            Ok(each.iter().all(|n| *n > 0.0) && each.iter().sum::<f64>() == f64::from(PARTITIONS))
+        },
+    )?;
     produce_records(&broker.bootstrap, &traffic())?;
     wait_for("every alert in the table", Duration::from_secs(90), || {
         Ok(kinds_of(&alert_rows(&lake)?).len() == KINDS.len())
@@ -378,9 +398,9 @@ fn two_scaled_out_instances_combine_their_counts_and_raise_each_alert_once() -> 
         signal(&p.0, "TERM");
     }
     let mut raised = 0.0;
-    for (p, port) in procs.iter_mut().zip(ports) {
-        let _ = port;
-        let (code, stderr) = p.finish()?;
+    for (p, log) in procs.iter_mut().zip(&logs) {
+        let (code, _) = p.finish()?;
+        let stderr = std::fs::read_to_string(log)?;
         assert_eq!(
             code,
             Some(0),
