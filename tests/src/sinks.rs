@@ -24,6 +24,8 @@ pub struct Received {
     pub headers: BTreeMap<String, String>,
     /// Body bytes.
     pub body: Vec<u8>,
+    /// When its body had arrived.
+    pub at: std::time::SystemTime,
 }
 
 /// A webhook receiver on a free local port.
@@ -102,6 +104,7 @@ impl WebhookReceiver {
                         path,
                         headers,
                         body,
+                        at: std::time::SystemTime::now(),
                     });
                 "200 OK"
             };
