@@ -132,6 +132,9 @@ param containerAppsEnvironmentName string = 'cae-${namePrefix}'
 @description('AKS OIDC issuer URL (az aks show --query oidcIssuerProfile.issuerUrl). When set, the identity trusts the kvlake service account of that cluster (workload identity).')
 param aksOidcIssuerUrl string = ''
 
+@description('Create the speed layer\'s alert table in Log Analytics (KvlakeAlerts_CL) with a data collection endpoint and rule for the Logs Ingestion API (the identity gets Monitoring Metrics Publisher on the rule). The workspace is the Container Apps one, created for either.')
+param deployAlertsTable bool = true
+
 param kubernetesNamespace string = 'kvlake'
 param kubernetesServiceAccount string = 'kvlake'
 
@@ -144,6 +147,7 @@ var roles = {
   storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
   acrPull: '7f951dda-4ed3-4680-a7ca-43fe172d538d'
+  monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
 }
 
 // ---------------------------------------------------------------------------
@@ -634,7 +638,7 @@ resource acrPullForIdentity 'Microsoft.Authorization/roleAssignments@2022-04-01'
 // Optional: Container Apps environment (VNet-integrated, internal)
 // ---------------------------------------------------------------------------
 
-resource logs 'Microsoft.OperationalInsights/workspaces@2023-09-01' = if (deployContainerAppsEnvironment) {
+resource logs 'Microsoft.OperationalInsights/workspaces@2023-09-01' = if (deployContainerAppsEnvironment || deployAlertsTable) {
   name: 'log-${namePrefix}-${uniqueString(resourceGroup().id)}'
   location: location
   tags: tags
@@ -675,6 +679,22 @@ resource containerAppsEnvironment 'Microsoft.App/managedEnvironments@2024-03-01'
 }
 
 // ---------------------------------------------------------------------------
+// Optional: the speed layer's alerts in Log Analytics (Logs Ingestion API)
+// ---------------------------------------------------------------------------
+
+module alerts 'modules/alerts.bicep' = if (deployAlertsTable) {
+  name: 'kvlake-alerts'
+  params: {
+    location: location
+    tags: tags
+    workspaceName: logs.name
+    namePrefix: namePrefix
+    principalId: identity.properties.principalId
+    publisherRoleId: roles.monitoringMetricsPublisher
+  }
+}
+
+// ---------------------------------------------------------------------------
 // Outputs: the values deploy/kubernetes and deploy/containerapps ask for
 // ---------------------------------------------------------------------------
 
@@ -699,3 +719,6 @@ output containerRegistryLoginServer string = deployContainerRegistry ? registry.
 output containerAppsEnvironmentId string = deployContainerAppsEnvironment ? containerAppsEnvironment.id : ''
 output vnetId string = vnetId
 output aksSubnetId string = aksSubnetId
+output alertLogsEndpoint string = deployAlertsTable ? alerts.outputs.logsIngestionEndpoint : ''
+output alertLogsRule string = deployAlertsTable ? alerts.outputs.dcrImmutableId : ''
+output alertLogsStream string = deployAlertsTable ? alerts.outputs.streamName : ''

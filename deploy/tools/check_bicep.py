@@ -29,6 +29,7 @@ BUILT_IN_ROLES = {
     "ba92f5b4-2d11-453d-a403-e96b0029c9fe": "Storage Blob Data Contributor",
     "4633458b-17de-408a-b874-0445c86b69e6": "Key Vault Secrets User",
     "7f951dda-4ed3-4680-a7ca-43fe172d538d": "AcrPull",
+    "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
 }
 # Names Bicep provides: functions used as `name().x` and namespaces.
 BUILT_INS = {"az", "sys", "resourceGroup", "subscription", "tenant", "environment", "deployment"}

@@ -181,6 +181,8 @@ pub const ALERT_OUTBOX_PENDING: &str = "kvlake_alert_outbox_pending";
 pub const ALERT_DELIVERY_LATENCY: &str = "kvlake_alert_delivery_latency_seconds";
 /// Records older than the speed layer's allowed lateness (left to the cold path).
 pub const ALERT_LATE_RECORDS: &str = "kvlake_hot_alert_late_records_total";
+/// Records the speed layer's rules were handed (a chunk's records, as decoded).
+pub const ALERT_RECORDS: &str = "kvlake_hot_alert_records_total";
 /// Bytes the speed layer's rule state holds, roughly.
 pub const ALERT_STATE_BYTES: &str = "kvlake_hot_alert_state_bytes";
 
@@ -199,6 +201,7 @@ pub fn describe_speed(sinks: impl Iterator<Item = String>) {
         ALERT_LATE_RECORDS,
         "records later than the speed layer's allowed lateness, left to the cold path"
     );
+    metrics::describe_counter!(ALERT_RECORDS, "records handed to the speed layer's rules");
     metrics::describe_gauge!(
         ALERT_STATE_BYTES,
         "bytes held by the speed layer's rule state"
@@ -207,6 +210,7 @@ pub fn describe_speed(sinks: impl Iterator<Item = String>) {
         metrics::counter!(ALERTS, "kind" => k).increment(0);
     }
     metrics::counter!(ALERT_LATE_RECORDS).increment(0);
+    metrics::counter!(ALERT_RECORDS).increment(0);
     // The alerts table is a delivery target too: its series exist without any sink.
     for s in std::iter::once("table".to_string()).chain(sinks) {
         metrics::gauge!(ALERT_OUTBOX_PENDING, "sink" => s.clone()).set(0.0);
@@ -238,6 +242,11 @@ pub fn outbox_pending(sink: &str, n: usize) {
 /// Records left to the cold path.
 pub fn late_records(n: u64) {
     metrics::counter!(ALERT_LATE_RECORDS).increment(n);
+}
+
+/// Records handed to the rules.
+pub fn speed_records(n: usize) {
+    metrics::counter!(ALERT_RECORDS).increment(n as u64);
 }
 
 /// Size of the rule state.

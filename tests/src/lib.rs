@@ -5,6 +5,7 @@
 pub mod agg;
 pub mod delta;
 pub mod loganalytics;
+pub mod logsingestion;
 pub mod sinks;
 pub mod standin;
 

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use arrow::array::{Array, AsArray};
-use arrow::datatypes::{Int32Type, Int64Type};
+use arrow::datatypes::{Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 
@@ -24,6 +24,8 @@ pub struct Received {
     pub headers: BTreeMap<String, String>,
     /// Body bytes.
     pub body: Vec<u8>,
+    /// When its body had arrived.
+    pub at: std::time::SystemTime,
 }
 
 /// A webhook receiver on a free local port.
@@ -102,6 +104,7 @@ impl WebhookReceiver {
                         path,
                         headers,
                         body,
+                        at: std::time::SystemTime::now(),
                     });
                 "200 OK"
             };
@@ -143,8 +146,24 @@ pub struct AlertRow {
     pub alert_id: String,
     /// kind.
     pub kind: String,
+    /// subject_type (vault, identity or ip).
+    pub subject_type: String,
     /// subject.
     pub subject: String,
+    /// identity.
+    pub identity: Option<String>,
+    /// ip.
+    pub ip: Option<String>,
+    /// window_start, UTC micros.
+    pub window_start: Option<i64>,
+    /// window_end, UTC micros.
+    pub window_end: Option<i64>,
+    /// observed.
+    pub observed: Option<f64>,
+    /// detected_at, UTC micros.
+    pub detected_at: Option<i64>,
+    /// Event time of the triggering record, UTC micros.
+    pub event_time: Option<i64>,
     /// caller_object_id.
     pub caller_object_id: Option<String>,
     /// vault_name.
@@ -187,8 +206,25 @@ pub fn alert_rows(lake: &Path) -> Result<Vec<AlertRow>> {
             let off = b
                 .column_by_name("_offset")
                 .map(|c| c.as_primitive::<Int64Type>().clone());
+            let ts = |name: &str, i: usize| {
+                b.column_by_name(name).and_then(|c| {
+                    let a = c.as_primitive::<TimestampMicrosecondType>();
+                    (!a.is_null(i)).then(|| a.value(i))
+                })
+            };
             for i in 0..b.num_rows() {
                 out.push(AlertRow {
+                    subject_type: s("subject_type", i).unwrap_or_default(),
+                    identity: s("identity", i),
+                    ip: s("ip", i),
+                    window_start: ts("window_start", i),
+                    window_end: ts("window_end", i),
+                    observed: b.column_by_name("observed").and_then(|c| {
+                        let a = c.as_primitive::<Float64Type>();
+                        (!a.is_null(i)).then(|| a.value(i))
+                    }),
+                    detected_at: ts("detected_at", i),
+                    event_time: ts("event_time", i),
                     alert_id: s("alert_id", i).unwrap_or_default(),
                     kind: s("kind", i).unwrap_or_default(),
                     subject: s("subject", i).unwrap_or_default(),

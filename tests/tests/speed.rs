@@ -327,8 +327,14 @@ fn two_scaled_out_instances_combine_their_counts_and_raise_each_alert_once() -> 
     let broker = Broker::start(TOPIC, PARTITIONS)?;
     let t = thresholds(dir.path())?;
     let ports = [free_port()?, free_port()?];
+    let assigned = |port: u16| {
+        http_get(port, "/metrics").map_or(0.0, |(_, m)| {
+            prometheus_sum(&m, "kvlake_hot_partitions_assigned")
+        })
+    };
+    let logs = [dir.path().join("hot-0.log"), dir.path().join("hot-1.log")];
     let mut procs = Vec::new();
-    for port in ports {
+    for (i, port) in ports.into_iter().enumerate() {
         let addr = format!("127.0.0.1:{port}");
         let args = [
             "--thresholds",
@@ -343,20 +349,34 @@ fn two_scaled_out_instances_combine_their_counts_and_raise_each_alert_once() -> 
             "--kafka-option",
             "heartbeat.interval.ms=500",
         ];
-        procs.push(spawn_hot(&broker.bootstrap, TOPIC, &url, &args)?);
+        // Logs go to files: a pipe nobody reads until the end could fill and stall it.
+        procs.push(Proc(
+            hot_command(&broker.bootstrap, TOPIC, &url, &args)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(&logs[i])?)
+                .spawn()?,
+        ));
+        // The first instance takes every partition before the second starts (what a
+        // loaded machine does by chance, here every time): the second's join must
+        // split them, and the first must hand its share over.
+        if i == 0 {
+            wait_for(
+                "the first instance to hold every partition",
+                Duration::from_secs(120),
+                || Ok(assigned(port) == f64::from(PARTITIONS)),
+            )?;
+        }
     }
     // Both instances hold partitions before anything is produced, so neither sees the
     // whole attack alone: the counts can only meet through the exchange.
-    wait_for("both instances assigned", Duration::from_secs(60), || {
-        let mut each = Vec::new();
-        for port in ports {
-            let n = http_get(port, "/metrics").map_or(0.0, |(_, m)| {
-                prometheus_sum(&m, "kvlake_hot_partitions_assigned")
-            });
-            each.push(n);
-        }
-        Ok(each.iter().all(|n| *n > 0.0) && each.iter().sum::<f64>() == f64::from(PARTITIONS))
-    })?;
+    wait_for(
+        "both instances to hold partitions",
+        Duration::from_secs(120),
+        || {
+            let each = ports.map(assigned);
+            Ok(each.iter().all(|n| *n > 0.0) && each.iter().sum::<f64>() == f64::from(PARTITIONS))
+        },
+    )?;
     produce_records(&broker.bootstrap, &traffic())?;
     wait_for("every alert in the table", Duration::from_secs(90), || {
         Ok(kinds_of(&alert_rows(&lake)?).len() == KINDS.len())
@@ -378,9 +398,9 @@ fn two_scaled_out_instances_combine_their_counts_and_raise_each_alert_once() -> 
         signal(&p.0, "TERM");
     }
     let mut raised = 0.0;
-    for (p, port) in procs.iter_mut().zip(ports) {
-        let _ = port;
-        let (code, stderr) = p.finish()?;
+    for (p, log) in procs.iter_mut().zip(&logs) {
+        let (code, _) = p.finish()?;
+        let stderr = std::fs::read_to_string(log)?;
         assert_eq!(
             code,
             Some(0),
@@ -395,5 +415,137 @@ fn two_scaled_out_instances_combine_their_counts_and_raise_each_alert_once() -> 
         KINDS.len() as f64,
         "each alert raised by one instance only"
     );
+    Ok(())
+}
+
+/// Delivery markers a sink wrote (one file per alert it delivered).
+fn delivered_marks(lake: &std::path::Path, sink: &str) -> usize {
+    find_files(&lake.join("_kvlake/alerts/delivered").join(sink), "").count()
+}
+
+#[test]
+fn alerts_land_in_log_analytics_through_the_logs_ingestion_api_once_each() -> Result<()> {
+    use kvlake_tests::logsingestion::{AUDIENCE, LogsIngestionStandIn, MAX_BODY};
+    let dir = tempfile::tempdir()?;
+    let lake = dir.path().join("lake");
+    let url = lake.display().to_string();
+    let id = kvlake_tests::standin::AzureStandIn::start(dir.path())?;
+    let rule = "dcr-0123456789abcdef0123456789abcdef";
+    let dce = LogsIngestionStandIn::start(&id, rule, "Custom-KvlakeAlerts")?;
+    // The endpoint throttles the first call: 429 with Retry-After: 1.
+    dce.throttle_next(1);
+    let broker = Broker::start(TOPIC, PARTITIONS)?;
+    produce_records(&broker.bootstrap, &traffic())?;
+    let t = thresholds(dir.path())?;
+    let ca = id.ca_file.display().to_string();
+    let endpoint = dce.endpoint();
+    let args = [
+        "--thresholds",
+        &t,
+        "--alert-logs-endpoint",
+        &endpoint,
+        "--alert-logs-rule",
+        rule,
+        "--ca-file",
+        &ca,
+        "--credential",
+        "managed-identity",
+    ];
+    let log = dir.path().join("hot.log");
+    let mut cmd = hot_command(&broker.bootstrap, TOPIC, &url, &args);
+    cmd.envs(id.identity_env());
+    let mut hot = Proc(
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()?,
+    );
+    let tail = || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.lines().rev().take(20).collect::<Vec<_>>().join("\n")
+    };
+    let ids_at = |rows: &[serde_json::Map<String, Value>]| -> BTreeMap<String, usize> {
+        rows.iter().fold(BTreeMap::new(), |mut m, r| {
+            *m.entry(r["AlertId"].as_str().unwrap_or("").to_string())
+                .or_default() += 1;
+            m
+        })
+    };
+    let waited = wait_for(
+        "every alert in the custom table",
+        Duration::from_secs(90),
+        || Ok(ids_at(&dce.rows()).len() >= KINDS.len()),
+    );
+    if let Err(e) = waited {
+        bail!("{e}: {:?}\n{}", dce.stats(), tail());
+    }
+    // Marked delivered before the kill, so that a restart has nothing to resend.
+    wait_for("the delivery markers", Duration::from_secs(30), || {
+        Ok(delivered_marks(&lake, "logs-ingestion") >= KINDS.len())
+    })?;
+    let stats = dce.stats();
+    assert_eq!(stats.throttled, 1, "{stats:?}");
+    assert!(stats.refused.is_empty(), "{stats:?}");
+    assert!(stats.largest_body <= MAX_BODY, "{stats:?}");
+    // Retry-After honoured: the call after the 429 came at least a second later.
+    let after_429 = stats
+        .answers
+        .windows(2)
+        .find(|w| w[0].1 == 429)
+        .map(|w| w[1].0 - w[0].0)
+        .context("no call after the 429")?;
+    assert!(after_429 >= Duration::from_millis(950), "{after_429:?}");
+    assert!(
+        id.token_requests().iter().any(|r| r == AUDIENCE),
+        "no token for {AUDIENCE}: {:?}",
+        id.token_requests()
+    );
+    let rows = dce.rows();
+    let mass = rows
+        .iter()
+        .find(|r| r["Kind"] == "mass_secret_retrieval")
+        .context("mass retrieval row")?;
+    assert_eq!(mass["CallerObjectId"], ATTACKER);
+    assert!(mass["Description"].as_str().is_some_and(|d| !d.is_empty()));
+    assert!(mass["TimeGenerated"].is_string() && mass["SourceOffset"].is_number());
+
+    // kill -9 and a full re-read: the custom table gets nothing twice.
+    signal(&hot.0, "KILL");
+    let _ = hot.finish();
+    let mut again = hot_command(
+        &broker.bootstrap,
+        TOPIC,
+        &url,
+        &[&args[..], &["--until-caught-up"]].concat(),
+    );
+    again.envs(id.identity_env());
+    let (code, _, stderr) = run_to_end(again, Duration::from_secs(120))?;
+    assert_eq!(code, 0, "{stderr}");
+    let table: BTreeSet<String> = check_table(&lake, true)?
+        .into_iter()
+        .map(|r| r.alert_id)
+        .collect();
+    let at_sink = ids_at(&dce.rows());
+    assert!(at_sink.values().all(|n| *n == 1), "{at_sink:?}");
+    assert_eq!(at_sink.keys().cloned().collect::<BTreeSet<_>>(), table);
+    Ok(())
+}
+
+#[test]
+fn the_data_collection_rule_declares_exactly_the_columns_the_stand_in_accepts() -> Result<()> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/bicep/modules/alerts.bicep"
+    );
+    let text = std::fs::read_to_string(path)?;
+    let block = text
+        .split_once("var columns = [")
+        .and_then(|(_, rest)| rest.split_once("\n]"))
+        .map(|(b, _)| b)
+        .context("no `var columns = [` list")?;
+    let declared: Vec<&str> = block
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("name: '")?.strip_suffix('\''))
+        .collect();
+    assert_eq!(declared, kvlake_tests::logsingestion::COLUMNS);
     Ok(())
 }

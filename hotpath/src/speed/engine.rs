@@ -266,6 +266,7 @@ impl Engine {
                 }
                 self.rules.state.set_upto(partition, upto);
                 self.dirty.insert(partition);
+                metrics::speed_records(events.len());
                 self.emit(alerts).await?;
                 let late = self.rules.late_records;
                 if late > self.late_reported {

@@ -1,7 +1,7 @@
 //! The Azure Monitor Logs Ingestion API: `POST {dce}/dataCollectionRules/{dcr}/streams/
 //! {stream}?api-version=2023-01-01` with a bearer token for `https://monitor.azure.com/.default`
 //! from the service identity, at most 1 MB per call, honouring 429 and Retry-After. Alerts
-//! land in the custom table the DCR routes the stream to (deploy/bicep/alerts.bicep).
+//! land in the custom table the DCR routes the stream to (deploy/bicep/modules/alerts.bicep).
 
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -16,7 +16,7 @@ use crate::identity::Identity;
 pub const MONITOR_SCOPE: &str = "https://monitor.azure.com/.default";
 /// The API version kvlake speaks.
 pub const API_VERSION: &str = "2023-01-01";
-/// The default stream (the DCR's stream declaration in deploy/bicep/alerts.bicep).
+/// The default stream (the DCR's stream declaration in deploy/bicep/modules/alerts.bicep).
 pub const DEFAULT_STREAM: &str = "Custom-KvlakeAlerts";
 
 /// One row of the stream: Log Analytics column names (no leading underscore).

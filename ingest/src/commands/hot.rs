@@ -132,23 +132,7 @@ fn speed_config(
     }
     let t = super::cold::thresholds(s.thresholds.as_deref().map(std::path::Path::new))
         .context("--thresholds")?;
-    let thresholds = kvlake_hotpath::speed::Thresholds {
-        mass_retrieval_threshold: t.mass_retrieval_threshold,
-        excluded_app_ids: t
-            .excluded_app_ids
-            .iter()
-            .map(|a| a.to_lowercase())
-            .collect(),
-        sensitive_operations: t.sensitive_operations.clone(),
-        list_read_min_secrets: t.list_read_min_secrets,
-        denied_burst_min: t.denied_burst_min,
-        window_minutes: t.window_minutes,
-        warmup_days: t.warmup_days,
-        score_threshold: t.score_threshold,
-        volume_min_baseline: t.volume_min_baseline,
-        volume_min_ratio: t.volume_min_ratio,
-        new_subject_min_operations: t.new_subject_min_operations,
-    };
+    let thresholds = speed_thresholds(&t);
     let mut cfg = kvlake_hotpath::speed::SpeedConfig::new(thresholds);
     if let Some(l) = &s.alert_lateness {
         cfg.lateness = humantime::parse_duration(l.trim()).with_context(|| {
@@ -188,4 +172,27 @@ fn speed_config(
         (None, None) => {}
     }
     Ok(Some(cfg))
+}
+
+/// The cold path's thresholds as the speed layer reads them (one meaning per setting).
+pub(crate) fn speed_thresholds(
+    t: &kvlake_coldpath::Thresholds,
+) -> kvlake_hotpath::speed::Thresholds {
+    kvlake_hotpath::speed::Thresholds {
+        mass_retrieval_threshold: t.mass_retrieval_threshold,
+        excluded_app_ids: t
+            .excluded_app_ids
+            .iter()
+            .map(|a| a.to_lowercase())
+            .collect(),
+        sensitive_operations: t.sensitive_operations.clone(),
+        list_read_min_secrets: t.list_read_min_secrets,
+        denied_burst_min: t.denied_burst_min,
+        window_minutes: t.window_minutes,
+        warmup_days: t.warmup_days,
+        score_threshold: t.score_threshold,
+        volume_min_baseline: t.volume_min_baseline,
+        volume_min_ratio: t.volume_min_ratio,
+        new_subject_min_operations: t.new_subject_min_operations,
+    }
 }
