@@ -338,16 +338,15 @@ pub async fn partitions(
             return Err(refused(consumer, refusal));
         }
     };
-    let md = md
-        .map_err(|e| {
-            HotError::kafka(
-                format!(
-                    "cannot read metadata of topic {topic} within {}",
-                    humanize(timeout)
-                ),
-                e,
-            )
-        })?;
+    let md = md.map_err(|e| {
+        HotError::kafka(
+            format!(
+                "cannot read metadata of topic {topic} within {}",
+                humanize(timeout)
+            ),
+            e,
+        )
+    })?;
     let Some(tm) = md.topics().iter().find(|t| t.name() == topic) else {
         return Err(HotError::Topic {
             topic: topic.into(),

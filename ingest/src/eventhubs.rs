@@ -153,8 +153,17 @@ pub fn refusal_parts(
 
 /// The namespace a Kafka connection is for, for messages: the brokers' Event Hubs host,
 /// else the connection string's, else the OAuth scope's, else the brokers as given.
-pub fn namespace_of(brokers: &str, connection_string: Option<&Secret>, scope: Option<&str>) -> String {
-    let host = |b: &str| b.trim().rsplit_once(':').map_or(b.trim(), |(h, _)| h).to_string();
+pub fn namespace_of(
+    brokers: &str,
+    connection_string: Option<&Secret>,
+    scope: Option<&str>,
+) -> String {
+    let host = |b: &str| {
+        b.trim()
+            .rsplit_once(':')
+            .map_or(b.trim(), |(h, _)| h)
+            .to_string()
+    };
     if let Some(h) = brokers.split(',').map(host).find(|h| is_event_hubs(h)) {
         return h;
     }
@@ -202,13 +211,26 @@ mod tests {
             "PLAIN",
             &Refusal::Credentials("SASL authentication error: bad\nkey".into()),
         );
-        assert!(m.contains("ns1.servicebus.windows.net") && m.contains("fix: copy the connection string"), "{m}");
+        assert!(
+            m.contains("ns1.servicebus.windows.net")
+                && m.contains("fix: copy the connection string"),
+            "{m}"
+        );
         assert!(!m.contains('\n'), "{m}");
         assert_eq!(
-            namespace_of("x:1", None, Some("https://ns2.servicebus.windows.net/.default")),
+            namespace_of(
+                "x:1",
+                None,
+                Some("https://ns2.servicebus.windows.net/.default")
+            ),
             "ns2.servicebus.windows.net"
         );
-        let m = refusal_message("ns", "ns", "OAUTHBEARER", &Refusal::Credentials("token audience wrong".into()));
+        let m = refusal_message(
+            "ns",
+            "ns",
+            "OAUTHBEARER",
+            &Refusal::Credentials("token audience wrong".into()),
+        );
         assert!(m.contains("--kafka-oauth-scope"), "{m}");
         let m = refusal_message("ns", "ns", "PLAIN", &Refusal::Closed("Disconnected".into()));
         assert!(m.contains("Basic tier"), "{m}");

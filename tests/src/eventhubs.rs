@@ -70,7 +70,11 @@ impl Options {
     pub fn standard(namespace: &str, hub: &str) -> Options {
         Options {
             namespace: namespace.into(),
-            connection_string: connection_string(namespace, hub, "R1ghtK3yR1ghtK3yR1ghtK3yR1ghtK3yR1ghtK3y0="),
+            connection_string: connection_string(
+                namespace,
+                hub,
+                "R1ghtK3yR1ghtK3yR1ghtK3yR1ghtK3yR1ghtK3y0=",
+            ),
             session_lifetime: Duration::from_secs(60),
             tier: Tier::Standard,
         }
@@ -156,7 +160,10 @@ impl EventHubsStandIn {
             let addr = format!("{}:{}", b.host(), b.port());
             listeners.push((l, addr));
         }
-        let first = *ports.values().next().context("the broker lists no brokers")?;
+        let first = *ports
+            .values()
+            .next()
+            .context("the broker lists no brokers")?;
         let shared = Arc::new(Shared {
             opts,
             tokens: azure.token_book(),
@@ -369,8 +376,8 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                 };
                 match verdict {
                     Ok((token, token_left_ms)) => {
-                        let lifetime = (shared.opts.session_lifetime.as_millis() as i64)
-                            .min(token_left_ms);
+                        let lifetime =
+                            (shared.opts.session_lifetime.as_millis() as i64).min(token_left_ms);
                         lock(&shared.stats).authentications.push(Authentication {
                             connection: id,
                             mechanism: session.mechanism.clone().unwrap_or_default(),
@@ -381,8 +388,8 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                         session.authenticated = true;
                         session.expires =
                             Some(Instant::now() + Duration::from_millis(lifetime.max(0) as u64));
-                        let resp = SaslAuthenticateResponse::default()
-                            .with_session_lifetime_ms(lifetime);
+                        let resp =
+                            SaslAuthenticateResponse::default().with_session_lifetime_ms(lifetime);
                         let _ = tx.send(Owed::Local(encode_response(&header, &resp)?));
                     }
                     Err((code, message)) => {
@@ -416,7 +423,11 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                     .topic_data
                     .iter()
                     .flat_map(|t| t.partition_data.iter())
-                    .any(|p| p.records.as_ref().is_some_and(|r| r.len() > MAX_MESSAGE_BYTES));
+                    .any(|p| {
+                        p.records
+                            .as_ref()
+                            .is_some_and(|r| r.len() > MAX_MESSAGE_BYTES)
+                    });
                 if oversized {
                     lock(&shared.stats).oversized += 1;
                     if req.acks != 0 {
@@ -475,7 +486,10 @@ fn encode_response<M: Encodable>(req: &RequestHeader, msg: &M) -> Result<Bytes> 
     let mut out = BytesMut::new();
     ResponseHeader::default()
         .with_correlation_id(req.correlation_id)
-        .encode(&mut out, key.response_header_version(req.request_api_version))?;
+        .encode(
+            &mut out,
+            key.response_header_version(req.request_api_version),
+        )?;
     msg.encode(&mut out, req.request_api_version)?;
     Ok(out.freeze())
 }
@@ -632,7 +646,11 @@ fn check_bearer(opts: &Options, book: &TokenBook, auth: &[u8]) -> Verdict {
     let claims = token
         .split('.')
         .nth(1)
-        .and_then(|p| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).ok())
+        .and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .ok()
+        })
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
     let Some(claims) = claims else {
         return fail("Authentication failed: the token is not a JWT".into());

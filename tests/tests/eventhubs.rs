@@ -86,12 +86,18 @@ fn assert_refused_fast(mut cmd: Command, within: Duration, want: &[&str]) -> Res
     let took = started.elapsed();
     ensure!(code != 0, "the run succeeded: {out}\n{err}");
     let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
-    ensure!(errors.len() == 1, "want one error line, got {errors:?}\n{err}");
+    ensure!(
+        errors.len() == 1,
+        "want one error line, got {errors:?}\n{err}"
+    );
     let line = errors[0].to_string();
     let librdkafka: Vec<&str> = err.lines().take(40).collect();
     let line_and_log = format!("{line}\nlibrdkafka said:\n{}", librdkafka.join("\n"));
     for w in want {
-        ensure!(line.contains(w), "the error line lacks `{w}`: {line_and_log}");
+        ensure!(
+            line.contains(w),
+            "the error line lacks `{w}`: {line_and_log}"
+        );
     }
     ensure!(
         !line.contains("cannot read metadata"),
@@ -144,7 +150,10 @@ fn connection_string_auth_over_tls_reads_every_record_exactly_once() -> Result<(
     assert_eq!(code, 0, "{out}\n{err}");
     assert_exactly_once(&ledger.expected(), &lake_coordinates(lake.path())?)?;
     let auths = eh.authentications();
-    assert!(!auths.is_empty(), "nothing authenticated through the stand-in");
+    assert!(
+        !auths.is_empty(),
+        "nothing authenticated through the stand-in"
+    );
     assert!(auths.iter().all(|a| a.mechanism == "PLAIN"), "{auths:?}");
     assert!(eh.refusals().is_empty(), "{:?}", eh.refusals());
     assert!(
@@ -183,9 +192,11 @@ fn entra_auth_refreshes_its_token_and_reauthenticates_mid_run_with_nothing_lost_
     );
     let mut proc = Proc(cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?);
     let first = ledger.records();
-    wait_until(Duration::from_secs(60), "the first messages committed", || {
-        rows_written(port) >= first
-    })?;
+    wait_until(
+        Duration::from_secs(60),
+        "the first messages committed",
+        || rows_written(port) >= first,
+    )?;
     let first_token = eh
         .authentications()
         .first()
@@ -214,9 +225,11 @@ fn entra_auth_refreshes_its_token_and_reauthenticates_mid_run_with_nothing_lost_
         &mut ledger,
     )?;
     let all = ledger.records();
-    wait_until(Duration::from_secs(60), "the later messages committed", || {
-        rows_written(port) >= all
-    })?;
+    wait_until(
+        Duration::from_secs(60),
+        "the later messages committed",
+        || rows_written(port) >= all,
+    )?;
     signal(&proc.0, "TERM");
     let (code, stderr) = proc.finish()?;
     assert_eq!(code, Some(0), "{stderr}");
@@ -226,7 +239,10 @@ fn entra_auth_refreshes_its_token_and_reauthenticates_mid_run_with_nothing_lost_
         .iter()
         .filter(|r| r.as_str() == AUDIENCE)
         .count();
-    assert!(asked >= 2, "the token was never refreshed ({asked} requests)");
+    assert!(
+        asked >= 2,
+        "the token was never refreshed ({asked} requests)"
+    );
     assert!(eh.refusals().is_empty(), "{:?}", eh.refusals());
     assert!(
         eh.authentications()
@@ -240,13 +256,14 @@ fn entra_auth_refreshes_its_token_and_reauthenticates_mid_run_with_nothing_lost_
 }
 
 #[test]
-fn a_wrong_key_is_refused_in_one_line_within_seconds_naming_the_namespace_and_the_fix()
--> Result<()> {
+fn a_wrong_key_is_refused_in_one_line_within_seconds_naming_the_namespace_and_the_fix() -> Result<()>
+{
     let dir = tempfile::tempdir()?;
     let kv = AzureStandIn::start(dir.path())?;
     let broker = Broker::start(TOPIC, 1)?;
     let eh = EventHubsStandIn::start(&kv, &broker.bootstrap, Options::standard("ns1", TOPIC))?;
-    let wrong = eventhubs::connection_string("ns1", TOPIC, "Wr0ngK3yWr0ngK3yWr0ngK3yWr0ngK3yWr0ngK3y0=");
+    let wrong =
+        eventhubs::connection_string("ns1", TOPIC, "Wr0ngK3yWr0ngK3yWr0ngK3yWr0ngK3yWr0ngK3y0=");
     let lake = tempfile::tempdir()?;
     let cmd = hot_with_connection_string(
         &eh,
@@ -343,7 +360,12 @@ fn a_basic_tier_namespace_is_refused_in_one_line_within_seconds() -> Result<()> 
     assert_refused_fast(
         cmd,
         Duration::from_secs(15),
-        &["ns1.servicebus.windows.net", "fix:", "Basic tier", "Standard"],
+        &[
+            "ns1.servicebus.windows.net",
+            "fix:",
+            "Basic tier",
+            "Standard",
+        ],
     )?;
     Ok(())
 }
@@ -364,10 +386,14 @@ fn messages_over_one_megabyte_are_refused_and_smaller_ones_pass_through() -> Res
         .enable_all()
         .build()?;
     let big = vec![b'x'; 1_500_000];
-    let sent = rt.block_on(producer.send(
-        FutureRecord::<(), [u8]>::to(TOPIC).partition(0).payload(&big),
-        Duration::from_secs(30),
-    ));
+    let sent = rt.block_on(
+        producer.send(
+            FutureRecord::<(), [u8]>::to(TOPIC)
+                .partition(0)
+                .payload(&big),
+            Duration::from_secs(30),
+        ),
+    );
     let err = sent.err().context("a 1.5 MB message was accepted")?.0;
     assert_eq!(
         err.rdkafka_error_code(),
@@ -377,10 +403,14 @@ fn messages_over_one_megabyte_are_refused_and_smaller_ones_pass_through() -> Res
     assert_eq!(eh.oversized_refused(), 1);
     let small = vec![b'y'; 900_000];
     let delivery = rt
-        .block_on(producer.send(
-            FutureRecord::<(), [u8]>::to(TOPIC).partition(0).payload(&small),
-            Duration::from_secs(30),
-        ))
+        .block_on(
+            producer.send(
+                FutureRecord::<(), [u8]>::to(TOPIC)
+                    .partition(0)
+                    .payload(&small),
+                Duration::from_secs(30),
+            ),
+        )
         .map_err(|(e, _)| e)?;
     assert_eq!((delivery.partition, delivery.offset), (0, 0));
     Ok(())
@@ -395,7 +425,11 @@ fn check_rows(stdout: &str) -> Result<Vec<(String, String, String)>> {
         .iter()
         .map(|r| {
             let f = |k: &str| r[k].as_str().unwrap_or_default().to_string();
-            (f("check"), f("status"), format!("{} {}", f("detail"), f("fix")))
+            (
+                f("check"),
+                f("status"),
+                format!("{} {}", f("detail"), f("fix")),
+            )
         })
         .collect())
 }
@@ -409,13 +443,20 @@ fn check_reports_ok_through_event_hubs_and_denied_for_a_wrong_key() -> Result<()
     let lake = tempfile::tempdir()?;
     let check = |cs: &str| -> Result<Vec<(String, String, String)>> {
         let mut c = Command::new(kvlake_bin());
-        c.args(["check", "--json", "--brokers", &eh.bootstrap, "--topic", TOPIC])
-            .args(["--group", "kvlake-test", "--timeout", "10s"])
-            .args(["--lake", lake.path().to_str().unwrap_or_default()])
-            .args(["--ca-file", eh.ca_file.to_str().unwrap_or_default()])
-            .arg("--kafka-option")
-            .arg(format!("ssl.ca.location={}", eh.ca_file.display()))
-            .env_remove("KVLAKE_CONFIG");
+        c.args([
+            "check",
+            "--json",
+            "--brokers",
+            &eh.bootstrap,
+            "--topic",
+            TOPIC,
+        ])
+        .args(["--group", "kvlake-test", "--timeout", "10s"])
+        .args(["--lake", lake.path().to_str().unwrap_or_default()])
+        .args(["--ca-file", eh.ca_file.to_str().unwrap_or_default()])
+        .arg("--kafka-option")
+        .arg(format!("ssl.ca.location={}", eh.ca_file.display()))
+        .env_remove("KVLAKE_CONFIG");
         clean_env(&mut c, &kv);
         c.env("KVLAKE_EVENTHUBS_CONNECTION_STRING", cs);
         let (_, out, err) = run_to_end(c, Duration::from_secs(60))?;
@@ -433,7 +474,8 @@ fn check_reports_ok_through_event_hubs_and_denied_for_a_wrong_key() -> Result<()
     assert_eq!(st, "OK", "{rows:?}");
     assert!(detail.contains("3 partitions"), "{detail}");
 
-    let wrong = eventhubs::connection_string("ns1", TOPIC, "Wr0ngK3yWr0ngK3yWr0ngK3yWr0ngK3yWr0ngK3y0=");
+    let wrong =
+        eventhubs::connection_string("ns1", TOPIC, "Wr0ngK3yWr0ngK3yWr0ngK3yWr0ngK3yWr0ngK3y0=");
     let rows = check(&wrong)?;
     assert_eq!(status(&rows, "event hubs network").0, "OK", "{rows:?}");
     let (st, detail) = status(&rows, "event hubs read");
