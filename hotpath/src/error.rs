@@ -39,6 +39,14 @@ pub enum HotError {
         /// A hint at the fix, with a leading separator, or empty.
         hint: String,
     },
+    /// The Kafka endpoint refused this client (credentials, or no Kafka endpoint).
+    #[error("kafka: {brokers} {refusal}")]
+    KafkaRefused {
+        /// `bootstrap.servers`.
+        brokers: String,
+        /// What it refused, with librdkafka's reason.
+        refusal: crate::source::Refusal,
+    },
     /// The topic does not exist or has no partitions.
     #[error("topic {topic}: {detail}")]
     Topic {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
@@ -50,11 +51,45 @@ pub trait OAuthTokenProvider: Send + Sync + std::fmt::Debug {
     fn token(&self) -> Result<OAuthBearerToken, String>;
 }
 
+/// Why the Kafka endpoint will not serve this client: an answer no retry changes, so
+/// start-up stops at once instead of waiting out `--connect-timeout`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// SASL refused the credentials; librdkafka's reason, with the broker's message.
+    Credentials(String),
+    /// Every broker closed the connection after TLS, before authentication completed
+    /// (Event Hubs' Basic tier has no Kafka endpoint; or a wrong security protocol).
+    Closed(String),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Credentials(r) => write!(f, "refused the credentials: {r}"),
+            Refusal::Closed(r) => write!(
+                f,
+                "closed every connection before authentication completed: {r}"
+            ),
+        }
+    }
+}
+
+/// What librdkafka's callbacks saw of the connection handshake.
+#[derive(Debug, Default)]
+struct Handshake {
+    /// Connections a broker closed during ApiVersion or SASL, before authentication.
+    closed_early: usize,
+    refusal: Option<Refusal>,
+}
+
 /// librdkafka callbacks: logs to tracing, OAuth tokens from the binary's provider, and
 /// rebalances to the pipeline.
 #[derive(Debug, Default)]
 pub struct SourceContext {
     oauth: Option<std::sync::Arc<dyn OAuthTokenProvider>>,
+    handshake: Mutex<Handshake>,
+    /// `bootstrap.servers`, for errors.
+    brokers: String,
     events: Mutex<Vec<RebalanceEvent>>,
     /// Cancelled synchronously when a partition is revoked, before librdkafka hands it on,
     /// so the instance that lost it cannot commit it.
@@ -65,6 +100,15 @@ impl SourceContext {
     /// Takes the rebalance events seen since the last call.
     pub fn take_events(&self) -> Vec<RebalanceEvent> {
         std::mem::take(&mut *self.events.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Why the endpoint refuses this client, once librdkafka has reported it.
+    pub fn refusal(&self) -> Option<Refusal> {
+        self.handshake
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .refusal
+            .clone()
     }
 
     /// Registers the token a partition task watches for revocation.
@@ -96,6 +140,24 @@ impl ClientContext for SourceContext {
     }
 
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        // A connection closed after TLS but before authentication, twice running, is an
+        // answer (no Kafka endpoint here), not a network problem. librdkafka says it only
+        // in its log: no error event carries the state the connection was in.
+        if fac == "FAIL"
+            && (log_message.contains("in state APIVERSION_QUERY")
+                || log_message.contains("in state AUTH"))
+            && !log_message.contains("SASL authentication error")
+        {
+            let mut h = self.handshake.lock().unwrap_or_else(|p| p.into_inner());
+            h.closed_early += 1;
+            if h.closed_early >= 2 {
+                let reason = log_message
+                    .rsplit_once("]: ")
+                    .map_or(log_message, |(_, r)| r)
+                    .replace(['\r', '\n'], " ");
+                h.refusal.get_or_insert(Refusal::Closed(reason));
+            }
+        }
         match level {
             RDKafkaLogLevel::Emerg
             | RDKafkaLogLevel::Alert
@@ -129,6 +191,14 @@ impl ClientContext for SourceContext {
     }
 
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        let reason = reason.replace(['\r', '\n'], " ");
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Authentication) {
+            self.handshake
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .refusal
+                .get_or_insert(Refusal::Credentials(reason.clone()));
+        }
         tracing::warn!(target: "librdkafka", error = %error, "{reason}");
     }
 }
@@ -204,6 +274,7 @@ pub fn create_consumer(
         .set("enable.auto.offset.store", "false");
     cfg.create_with_context(SourceContext {
         oauth,
+        brokers: props.get("bootstrap.servers").cloned().unwrap_or_default(),
         ..SourceContext::default()
     })
     .map(Arc::new)
@@ -230,24 +301,52 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| HotError::Task(e.to_string()))
 }
 
-/// The topic's partitions, waiting up to `timeout` for the brokers.
+/// The topic's partitions, waiting up to `timeout` for the brokers, or less when the
+/// endpoint refuses this client ([`Refusal`]): meanwhile the consumer's queue is served,
+/// which is where librdkafka reports authentication failures (no partition is assigned
+/// yet, so no message is taken).
 pub async fn partitions(
     consumer: &Arc<KafkaConsumer>,
     topic: &str,
     timeout: Duration,
 ) -> Result<Vec<i32>, HotError> {
-    let (c, t) = (consumer.clone(), topic.to_string());
-    let md = blocking(move || c.fetch_metadata(Some(&t), timeout))
-        .await?
-        .map_err(|e| {
-            HotError::kafka(
-                format!(
-                    "cannot read metadata of topic {topic} within {}",
-                    humanize(timeout)
-                ),
-                e,
-            )
-        })?;
+    // Short slices, so that a refusal ends the wait (and the blocking thread) at once.
+    let deadline = tokio::time::Instant::now() + timeout;
+    let md = loop {
+        let slice = deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .min(Duration::from_secs(1));
+        let (c, t) = (consumer.clone(), topic.to_string());
+        let fetch = blocking(move || c.fetch_metadata(Some(&t), slice));
+        tokio::pin!(fetch);
+        let md = loop {
+            tokio::select! {
+                md = &mut fetch => break md?,
+                _ = tokio::time::timeout(Duration::from_millis(100), consumer.recv()) => {
+                    if let Some(refusal) = consumer.context().refusal() {
+                        return Err(refused(consumer, refusal));
+                    }
+                }
+            }
+        };
+        if md.is_ok() || tokio::time::Instant::now() >= deadline {
+            break md;
+        }
+        // Serve the queue once more: the refusal may be the reason the fetch failed.
+        let _ = tokio::time::timeout(Duration::from_millis(50), consumer.recv()).await;
+        if let Some(refusal) = consumer.context().refusal() {
+            return Err(refused(consumer, refusal));
+        }
+    };
+    let md = md.map_err(|e| {
+        HotError::kafka(
+            format!(
+                "cannot read metadata of topic {topic} within {}",
+                humanize(timeout)
+            ),
+            e,
+        )
+    })?;
     let Some(tm) = md.topics().iter().find(|t| t.name() == topic) else {
         return Err(HotError::Topic {
             topic: topic.into(),
@@ -269,6 +368,25 @@ pub async fn partitions(
     }
     parts.sort_unstable();
     Ok(parts)
+}
+
+/// The error of a refused client. Closing a consumer that never authenticated waits out
+/// librdkafka's socket timeout (60 s) on the caller's thread, so the consumer is closed on
+/// a thread of its own once every other handle is gone; the process need not wait for it.
+fn refused(consumer: &Arc<KafkaConsumer>, refusal: Refusal) -> HotError {
+    let c = consumer.clone();
+    let _ = std::thread::Builder::new()
+        .name("kafka-close".into())
+        .spawn(move || {
+            while Arc::strong_count(&c) > 1 {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            drop(c);
+        });
+    HotError::KafkaRefused {
+        brokers: consumer.context().brokers.clone(),
+        refusal,
+    }
 }
 
 /// Low and high watermarks of each partition.

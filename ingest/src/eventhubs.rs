@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use kvlake_hotpath::source::Refusal;
+
 use crate::secret::Secret;
 
 /// The parts of an Event Hubs connection string kvlake uses.
@@ -92,6 +94,92 @@ pub fn is_event_hubs(brokers: &str) -> bool {
     })
 }
 
+/// The one line said when the Kafka endpoint refuses kvlake: the namespace (and the
+/// brokers when they differ), what was refused with the broker's reason, and the fix.
+/// `mechanism` is librdkafka's `sasl.mechanism` (`PLAIN`, `OAUTHBEARER`) or empty.
+pub fn refusal_message(namespace: &str, brokers: &str, mechanism: &str, r: &Refusal) -> String {
+    let (what, fix) = refusal_parts(namespace, brokers, mechanism, r);
+    format!("{what}; fix: {fix}")
+}
+
+/// [`refusal_message`] in two parts: what happened, and the fix.
+pub fn refusal_parts(
+    namespace: &str,
+    brokers: &str,
+    mechanism: &str,
+    r: &Refusal,
+) -> (String, &'static str) {
+    let at = if namespace == brokers || brokers.is_empty() {
+        format!("Event Hubs namespace {namespace}")
+    } else {
+        format!("Event Hubs namespace {namespace} (at {brokers})")
+    };
+    let (what, reason) = match r {
+        Refusal::Credentials(reason) => (
+            match mechanism {
+                "PLAIN" => "refused the connection string",
+                "OAUTHBEARER" => "refused the Entra ID token",
+                _ => "refused the credentials",
+            },
+            reason,
+        ),
+        Refusal::Closed(reason) => (
+            "closed every connection before authentication (no Kafka endpoint)",
+            reason,
+        ),
+    };
+    let low = reason.to_ascii_lowercase();
+    let fix = match (r, mechanism) {
+        (Refusal::Closed(_), _) => {
+            "the Basic tier has no Kafka endpoint: use a Standard (or higher) namespace; otherwise check --security-protocol (Event Hubs needs sasl_ssl on port 9093)"
+        }
+        (_, "PLAIN") => {
+            "copy the connection string again from the namespace's or event hub's Shared access policies (a policy with Listen; a rotated key invalidates the old string)"
+        }
+        (_, "OAUTHBEARER") if low.contains("audience") => {
+            "the token must be for https://<namespace>.servicebus.windows.net of the namespace in --brokers: fix --kafka-oauth-scope or leave it out"
+        }
+        (_, "OAUTHBEARER") if low.contains("expired") || low.contains("not valid yet") => {
+            "the token's validity is off: check this machine's clock (NTP) and that the identity endpoint hands out fresh tokens"
+        }
+        (_, "OAUTHBEARER") => {
+            "give the identity the Azure Event Hubs Data Receiver role on the event hub (or namespace), and check --credential / --client-id"
+        }
+        _ => "check --kafka-option sasl.* and the broker's SASL settings",
+    };
+    let reason = reason.replace(['\r', '\n'], " ");
+    (format!("{at} {what}: {reason}"), fix)
+}
+
+/// The namespace a Kafka connection is for, for messages: the brokers' Event Hubs host,
+/// else the connection string's, else the OAuth scope's, else the brokers as given.
+pub fn namespace_of(
+    brokers: &str,
+    connection_string: Option<&Secret>,
+    scope: Option<&str>,
+) -> String {
+    let host = |b: &str| {
+        b.trim()
+            .rsplit_once(':')
+            .map_or(b.trim(), |(h, _)| h)
+            .to_string()
+    };
+    if let Some(h) = brokers.split(',').map(host).find(|h| is_event_hubs(h)) {
+        return h;
+    }
+    if let Some(cs) = connection_string.and_then(|c| parse_connection_string(c).ok()) {
+        return cs.host;
+    }
+    if let Some(h) = scope
+        .and_then(|s| s.strip_prefix("https://"))
+        .map(|s| s.split('/').next().unwrap_or(s).to_string())
+        .filter(|h| !h.is_empty())
+    {
+        return h;
+    }
+    brokers.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +196,44 @@ mod tests {
         assert_eq!(s["sasl.username"], "$ConnectionString");
         assert_eq!(s["security.protocol"], "SASL_SSL");
         assert_eq!(s["metadata.max.age.ms"], "180000");
+    }
+
+    #[test]
+    fn refusals_name_the_namespace_and_the_fix_on_one_line() {
+        let cs = Secret::new(
+            "Endpoint=sb://ns1.servicebus.windows.net/;SharedAccessKeyName=l;SharedAccessKey=k=",
+        );
+        let ns = namespace_of("127.0.0.1:9093", Some(&cs), None);
+        assert_eq!(ns, "ns1.servicebus.windows.net");
+        let m = refusal_message(
+            &ns,
+            "127.0.0.1:9093",
+            "PLAIN",
+            &Refusal::Credentials("SASL authentication error: bad\nkey".into()),
+        );
+        assert!(
+            m.contains("ns1.servicebus.windows.net")
+                && m.contains("fix: copy the connection string"),
+            "{m}"
+        );
+        assert!(!m.contains('\n'), "{m}");
+        assert_eq!(
+            namespace_of(
+                "x:1",
+                None,
+                Some("https://ns2.servicebus.windows.net/.default")
+            ),
+            "ns2.servicebus.windows.net"
+        );
+        let m = refusal_message(
+            "ns",
+            "ns",
+            "OAUTHBEARER",
+            &Refusal::Credentials("token audience wrong".into()),
+        );
+        assert!(m.contains("--kafka-oauth-scope"), "{m}");
+        let m = refusal_message("ns", "ns", "PLAIN", &Refusal::Closed("Disconnected".into()));
+        assert!(m.contains("Basic tier"), "{m}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod agg;
 pub mod delta;
+pub mod eventhubs;
 pub mod loganalytics;
 pub mod logsingestion;
 pub mod sinks;

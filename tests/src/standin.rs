@@ -24,6 +24,11 @@ struct State {
     token_requests: Vec<String>,
     /// Secret names read successfully, in order.
     secret_reads: Vec<String>,
+    /// Lifetime of the tokens issued from now on (default one hour).
+    token_lifetime: Option<std::time::Duration>,
+    /// Issue tokens whose `exp` claim lies in the past while `expires_on` says an hour
+    /// ahead (a skewed clock, a stale cache): only a server that reads the token sees it.
+    expired_tokens: bool,
 }
 
 /// The managed-identity endpoint and a Key Vault, over HTTPS.
@@ -179,6 +184,17 @@ impl AzureStandIn {
             .count()
     }
 
+    /// Tokens issued from now on live this long (claims and `expires_on`).
+    pub fn set_token_lifetime(&self, d: std::time::Duration) {
+        lock(&self.state).token_lifetime = Some(d);
+    }
+
+    /// Tokens issued from now on carry an `exp` claim five minutes in the past, while the
+    /// endpoint's `expires_on` says they are good for an hour.
+    pub fn issue_expired_tokens(&self) {
+        lock(&self.state).expired_tokens = true;
+    }
+
     /// The tokens this stand-in issued, for other stand-ins to check.
     pub fn token_book(&self) -> TokenBook {
         TokenBook(self.state.clone())
@@ -190,7 +206,7 @@ impl AzureStandIn {
     }
 }
 
-fn jwt(resource: &str, n: usize) -> String {
+fn jwt(resource: &str, n: usize, exp: u64) -> String {
     let b64 = |v: &serde_json::Value| {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string().as_bytes())
     };
@@ -202,7 +218,7 @@ fn jwt(resource: &str, n: usize) -> String {
     let claims = serde_json::json!({
         "aud": resource,
         "iss": format!("https://sts.windows.net/{tenant}/"),
-        "iat": now - 60, "nbf": now - 60, "exp": now + 3600,
+        "iat": now.min(exp) - 60, "nbf": now.min(exp) - 60, "exp": exp,
         "oid": "11111111-2222-3333-4444-555555555555",
         "tid": tenant,
         "appid": "66666666-7777-8888-9999-000000000000",
@@ -279,13 +295,14 @@ fn route(
                 );
             };
             let mut s = lock(st);
-            let token = jwt(resource, s.tokens.len());
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let exp = now + s.token_lifetime.map_or(3600, |d| d.as_secs());
+            let claim_exp = if s.expired_tokens { now - 300 } else { exp };
+            let token = jwt(resource, s.tokens.len(), claim_exp);
             s.tokens.insert(token.clone(), resource.clone());
             s.token_requests.push(resource.clone());
-            let exp = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs())
-                + 3600;
             let body = serde_json::json!({
                 "access_token": token,
                 "expires_on": exp.to_string(),

@@ -650,6 +650,26 @@ async fn check_kafka(
             };
             report.add("event hubs read", &target, Status::Ok, detail, None);
         }
+        Err(kvlake_hotpath::HotError::KafkaRefused { refusal, .. }) => {
+            let scope = settings::kafka_token_scope(s, &brokers).ok();
+            let ns = crate::eventhubs::namespace_of(
+                &brokers,
+                s.eventhubs_connection_string.as_ref(),
+                scope.as_deref(),
+            );
+            let mechanism = cfg
+                .kafka
+                .get("sasl.mechanism")
+                .map(|m| m.to_ascii_uppercase())
+                .unwrap_or_default();
+            let (detail, fix) =
+                crate::eventhubs::refusal_parts(&ns, &brokers, &mechanism, &refusal);
+            let status = match refusal {
+                kvlake_hotpath::source::Refusal::Credentials(_) => Status::Denied,
+                kvlake_hotpath::source::Refusal::Closed(_) => Status::Misconfigured,
+            };
+            report.add("event hubs read", &target, status, detail, Some(fix));
+        }
         Err(e @ kvlake_hotpath::HotError::Topic { .. }) => report.add(
             "event hubs read",
             &target,

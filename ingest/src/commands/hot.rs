@@ -58,6 +58,7 @@ pub async fn run(args: &HotArgs, shutdown: CancellationToken) -> Result<()> {
         ..StorageRetry::default()
     });
     cfg.speed = speed_config(&prepared, spec.output_prefix.is_some())?;
+    let kafka = cfg.kafka.clone();
     tracing::info!(lake = lake.display(), topic = %cfg.topic, mode = ?cfg.mode, assignment = ?cfg.assignment, writer = %cfg.writer_id, "kvlake hot starting");
     // A run with an end (scheduled job, replay) shows how far it has got, on a terminal.
     let has_end = cfg.mode == RunMode::UntilCaughtUp
@@ -82,10 +83,16 @@ pub async fn run(args: &HotArgs, shutdown: CancellationToken) -> Result<()> {
             ));
         }
     }
+    let refused = |r: &kvlake_hotpath::source::Refusal| refusal_line(&prepared, &kafka, r);
     let summary =
         kvlake_hotpath::run_with_progress(cfg, lake, shutdown, Arc::new(progress.clone()))
             .await
-            .context("hot path stopped");
+            .map_err(|e| match e {
+                kvlake_hotpath::HotError::KafkaRefused { refusal, .. } => {
+                    anyhow::anyhow!(refused(&refusal))
+                }
+                e => anyhow::Error::new(e).context("hot path stopped"),
+            });
     progress.finish(if summary.is_ok() { "done" } else { "stopped" });
     endpoints.cancel();
     let summary = summary?;
@@ -115,6 +122,26 @@ pub async fn run(args: &HotArgs, shutdown: CancellationToken) -> Result<()> {
         summary.bytes() as f64 / 1e6 / secs
     );
     Ok(())
+}
+
+/// The one-line error of a refused Kafka connection: the namespace and the fix.
+pub(crate) fn refusal_line(
+    prepared: &identity::Prepared,
+    kafka: &std::collections::BTreeMap<String, String>,
+    r: &kvlake_hotpath::source::Refusal,
+) -> String {
+    let brokers = kafka.get("bootstrap.servers").cloned().unwrap_or_default();
+    let scope = settings::kafka_token_scope(&prepared.settings, &brokers).ok();
+    let ns = crate::eventhubs::namespace_of(
+        &brokers,
+        prepared.settings.eventhubs_connection_string.as_ref(),
+        scope.as_deref(),
+    );
+    let mechanism = kafka
+        .get("sasl.mechanism")
+        .map(|m| m.to_ascii_uppercase())
+        .unwrap_or_default();
+    crate::eventhubs::refusal_message(&ns, &brokers, &mechanism, r)
 }
 
 /// The speed layer's settings: the thresholds shared with the cold path (the same file and
