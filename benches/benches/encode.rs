@@ -3,27 +3,10 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use kvlake_generator::{Format, Generator, GeneratorConfig};
 use kvlake_hotpath::encode::{OpenBatch, encode_by_hour, writer_properties};
-use kvlake_hotpath::messages::Msg;
 
 fn bench(c: &mut Criterion) {
-    let mut g = Generator::new(GeneratorConfig {
-        seed: 7,
-        ..GeneratorConfig::default()
-    });
-    let mut out = Vec::new();
-    g.write_records(20_000, Format::Envelope, &mut out);
-    let msgs: Vec<Msg> = out
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .enumerate()
-        .map(|(i, l)| Msg {
-            offset: i as i64,
-            timestamp_ms: Some(1_793_527_200_000),
-            payload: l.to_vec(),
-        })
-        .collect();
+    let msgs = kvlake_benches::envelope_messages(20_000, 50.0, 7);
     let bytes: usize = msgs.iter().map(|m| m.payload.len()).sum();
     let mut group = c.benchmark_group("decode_and_encode_parquet");
     group.throughput(Throughput::Bytes(bytes as u64));

@@ -1,7 +1,10 @@
 //! End-to-end throughput harness: loads a broker (librdkafka's mock cluster in its own
 //! process) with ≥ 1 GiB of generator output, runs `kvlake hot --until-caught-up` into a
-//! local lake, and prints MB/s, records/s, CPU seconds and peak RSS, then checks that
-//! every record landed.
+//! local lake (`KVLAKE_BENCH_RUNS` times, default 3, each into a fresh lake), checks that
+//! every record landed, and prints the medians of MB/s, records/s, CPU seconds and peak
+//! RSS; then DuckDB (1 thread) and PySpark (local[1]) turn the same bytes into Parquet in
+//! the same run (`benches/e2e_peers.py`) and the ratios are printed
+//! (`KVLAKE_BENCH_PEERS=duckdb` or `off` leaves peers out).
 //!
 //! `cargo build --release -p kvlake -p kvlake-benches && target/release/e2e [GiB] [memory-budget]`
 //! (`KVLAKE_BENCH_EVENTS_PER_SECOND`, default 50: event-time density of the corpus;
@@ -51,18 +54,101 @@ fn main() -> Result<()> {
         gib, broker.bootstrap
     );
     let t = Instant::now();
-    let (bytes, records) = load(&broker.bootstrap, partitions, per_partition, target)?;
+    let corpus_dir = tempfile::tempdir_in(bench_dir())?;
+    let corpus = corpus_dir.path().join("corpus.jsonl");
+    let (bytes, records) = load(
+        &broker.bootstrap,
+        partitions,
+        per_partition,
+        target,
+        &corpus,
+    )?;
     eprintln!(
         "loaded {:.1} MB, {records} records in {:.1}s",
         bytes as f64 / 1e6,
         t.elapsed().as_secs_f64()
     );
 
-    let lake = tempfile::tempdir_in(
-        std::env::var("KVLAKE_BENCH_DIR").unwrap_or_else(|_| "/var/tmp".into()),
-    )?;
+    // `KVLAKE_BENCH_RUNS` (default 3) runs kvlake that many times on the same backlog,
+    // each into a fresh lake, and reports the medians.
+    let runs: usize = std::env::var("KVLAKE_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let mut figures = Vec::new();
+    for run in 0..runs.max(1) {
+        let f = run_kvlake(&broker.bootstrap, &budget, records)?;
+        eprintln!(
+            "run {}: wall {:.2}s, cpu {:.2}s, peak RSS {:.0} MiB",
+            run + 1,
+            f.wall,
+            f.cpu,
+            f.rss as f64 / f64::from(1 << 20)
+        );
+        figures.push(f);
+    }
+    let wall = median(figures.iter().map(|f| f.wall));
+    let cpu = median(figures.iter().map(|f| f.cpu));
+    let rss = figures.iter().map(|f| f.rss).max().unwrap_or(0);
+    let last = figures.last().context("no run")?;
+    let mb = bytes as f64 / 1e6;
+    println!(
+        "kvlake e2e: {mb:.1} MB ({records} records) over {partitions} partitions, memory budget {budget}, medians of {} runs ({})",
+        figures.len(),
+        if cfg!(debug_assertions) {
+            "debug build of the harness"
+        } else {
+            "release build of the harness"
+        }
+    );
+    println!(
+        "  wall {wall:.2}s  -> {:.1} MB/s, {:.0} records/s",
+        mb / wall,
+        records as f64 / wall
+    );
+    println!(
+        "  cpu  {cpu:.2}s  -> {:.1} MB/s per CPU-second ({:.2} cores busy)",
+        mb / cpu.max(1e-9),
+        cpu / wall
+    );
+    println!(
+        "  peak RSS {:.0} MiB (backlog {:.1}x the budget)",
+        rss as f64 / (1 << 20) as f64,
+        bytes as f64 / kvlake_budget_bytes(&budget) as f64
+    );
+    println!(
+        "  {} partition batches in {} Delta commits, {} files in {} table-hours ({:.2} MB of input per file)",
+        last.batches,
+        last.commits,
+        last.files,
+        last.hours,
+        mb / last.files.max(1) as f64
+    );
+    println!("  {}", last.summary);
+    if std::env::var("KVLAKE_BENCH_PEERS").as_deref() != Ok("off") {
+        peers(&corpus, mb, wall, cpu)?;
+    }
+    Ok(())
+}
+
+/// One kvlake run's figures.
+struct RunFigures {
+    wall: f64,
+    cpu: f64,
+    rss: u64,
+    batches: usize,
+    commits: i64,
+    files: usize,
+    hours: usize,
+    summary: String,
+}
+
+/// `kvlake hot --until-caught-up` over the whole backlog into a fresh lake; checks that
+/// every produced record was committed.
+fn run_kvlake(bootstrap: &str, budget: &str, records: u64) -> Result<RunFigures> {
+    let lake = tempfile::tempdir_in(bench_dir())?;
     let mut cmd = kvlake_tests::hot_command(
-        &broker.bootstrap,
+        bootstrap,
         TOPIC,
         lake.path().to_str().unwrap_or_default(),
         &[],
@@ -70,7 +156,7 @@ fn main() -> Result<()> {
     cmd.args([
         "--until-caught-up",
         "--memory-budget",
-        &budget,
+        budget,
         "--batch-max-wait",
         "30s",
         "--log",
@@ -88,8 +174,6 @@ fn main() -> Result<()> {
     let res = log_lines(&stderr, "resources used")
         .next()
         .context("no resources line")?;
-    let rss = res["peak_rss_bytes"].as_u64().unwrap_or(0);
-    let cpu = res["cpu_seconds"].as_f64().unwrap_or(0.0);
     let committed: u64 = log_lines(&stderr, "batch committed")
         .map(|l| l["rows"].as_u64().unwrap_or(0) + l["dead_letters"].as_u64().unwrap_or(0))
         .sum();
@@ -97,26 +181,6 @@ fn main() -> Result<()> {
         committed == records,
         "committed {committed} records, produced {records}"
     );
-    let mb = bytes as f64 / 1e6;
-    println!(
-        "kvlake e2e: {mb:.1} MB ({records} records) over {partitions} partitions, memory budget {budget}"
-    );
-    println!(
-        "  wall {wall:.1}s  -> {:.1} MB/s, {:.0} records/s",
-        mb / wall,
-        records as f64 / wall
-    );
-    println!(
-        "  cpu  {cpu:.1}s  -> {:.1} MB/s per core used ({:.2} cores busy)",
-        mb / cpu.max(1e-9),
-        cpu / wall
-    );
-    println!(
-        "  peak RSS {:.0} MiB (backlog {:.1}x the budget)",
-        rss as f64 / (1 << 20) as f64,
-        bytes as f64 / kvlake_budget_bytes(&budget) as f64
-    );
-    let batches = log_lines(&stderr, "batch committed").count();
     // The tables' files as their Delta logs list them (what every reader sees).
     let (mut files, mut commits, mut hours) = (0, 0, std::collections::BTreeSet::new());
     for table in ["raw", "deadletter"] {
@@ -130,12 +194,85 @@ fn main() -> Result<()> {
         }
         commits += kvlake_tests::delta::replay(&root)?.version;
     }
-    println!(
-        "  {batches} partition batches in {commits} Delta commits, {files} files in {} table-hours ({:.2} MB of input per file)",
-        hours.len(),
-        mb / files.max(1) as f64
+    Ok(RunFigures {
+        wall,
+        cpu: res["cpu_seconds"].as_f64().unwrap_or(0.0),
+        rss: res["peak_rss_bytes"].as_u64().unwrap_or(0),
+        batches: log_lines(&stderr, "batch committed").count(),
+        commits,
+        files,
+        hours: hours.len(),
+        summary: stdout.trim().to_string(),
+    })
+}
+
+fn bench_dir() -> String {
+    std::env::var("KVLAKE_BENCH_DIR").unwrap_or_else(|_| "/var/tmp".into())
+}
+
+fn median(v: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = v.collect();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// DuckDB (1 thread) and PySpark (local[1]) on the same bytes, same run: the JSON lines
+/// the broker was loaded with, into zstd Parquet records (`benches/e2e_peers.py`).
+/// `KVLAKE_BENCH_PEERS=duckdb` leaves PySpark out.
+fn peers(corpus: &std::path::Path, mb: f64, wall: f64, cpu: f64) -> Result<()> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e_peers.py");
+    let out = tempfile::tempdir_in(bench_dir())?;
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg(script)
+        .arg(corpus)
+        .arg(out.path())
+        .arg(std::env::var("KVLAKE_BENCH_RUNS").unwrap_or_else(|_| "3".into()));
+    if std::env::var("KVLAKE_BENCH_PEERS").as_deref() == Ok("duckdb") {
+        cmd.arg("--no-spark");
+    }
+    let o = cmd.output().context("python3 benches/e2e_peers.py")?;
+    ensure!(
+        o.status.success(),
+        "the peers failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+            .lines()
+            .rev()
+            .take(8)
+            .collect::<Vec<_>>()
+            .join("\n")
     );
-    println!("  {}", stdout.trim());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).context("peers' JSON line")?;
+    let list = |p: &str, k: &str| -> f64 {
+        median(
+            v[p][k]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(serde_json::Value::as_f64),
+        )
+    };
+    let (dw, dc) = (list("duckdb", "wall_s"), list("duckdb", "cpu_s"));
+    println!(
+        "  DuckDB, 1 thread, same bytes: wall {dw:.2}s -> {:.1} MB/s; cpu {dc:.2}s -> {:.1} MB/s per CPU-second; {} rows",
+        mb / dw,
+        mb / dc.max(1e-9),
+        v["duckdb"]["rows"]
+    );
+    println!(
+        "  kvlake / DuckDB: {:.2}x wall, {:.2}x per CPU-second",
+        dw / wall,
+        (mb / cpu.max(1e-9)) / (mb / dc.max(1e-9))
+    );
+    if v.get("pyspark").is_some() {
+        let sw = list("pyspark", "wall_s");
+        println!(
+            "  PySpark local[1], same bytes: job wall {sw:.2}s -> {:.1} MB/s (session start {:.1}s not counted); {} rows",
+            mb / sw,
+            v["pyspark"]["startup_s"].as_f64().unwrap_or(0.0),
+            v["pyspark"]["rows"]
+        );
+        println!("  kvlake / PySpark: {:.2}x wall", sw / wall);
+    }
     Ok(())
 }
 
@@ -210,7 +347,16 @@ fn kvlake_budget_bytes(s: &str) -> u64 {
 }
 
 /// Fills every partition to `per_partition` bytes, round-robin; returns bytes and records produced.
-fn load(bootstrap: &str, partitions: i32, per_partition: u64, target: u64) -> Result<(u64, u64)> {
+/// Also writes every message as one line of `corpus`, for the peers.
+fn load(
+    bootstrap: &str,
+    partitions: i32,
+    per_partition: u64,
+    target: u64,
+    corpus: &std::path::Path,
+) -> Result<(u64, u64)> {
+    use std::io::Write;
+    let mut lines = std::io::BufWriter::new(std::fs::File::create(corpus)?);
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "20")
@@ -245,6 +391,8 @@ fn load(bootstrap: &str, partitions: i32, per_partition: u64, target: u64) -> Re
             MessageKind::Good { records } => records as u64,
             MessageKind::Bad { .. } => 1,
         };
+        lines.write_all(&m.bytes)?;
+        lines.write_all(b"\n")?;
         sizes[p] += m.bytes.len() as u64;
         bytes += m.bytes.len() as u64;
         let mut rec = BaseRecord::<(), [u8]>::to(TOPIC)
@@ -268,6 +416,7 @@ fn load(bootstrap: &str, partitions: i32, per_partition: u64, target: u64) -> Re
         }
         producer.poll(Duration::ZERO);
     }
+    lines.flush()?;
     producer.flush(Duration::from_secs(120))?;
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
