@@ -58,7 +58,14 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("rules", |b| {
         b.iter_batched(
-            || Rules::new(speed_thresholds(), "kv-audit", History::default(), 3_600_000_000),
+            || {
+                Rules::new(
+                    speed_thresholds(),
+                    "kv-audit",
+                    History::default(),
+                    3_600_000_000,
+                )
+            },
             |mut rules| {
                 let mut alerts = 0;
                 for (i, ev) in events.iter().enumerate() {

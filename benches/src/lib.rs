@@ -11,7 +11,11 @@ pub fn speed_thresholds() -> Thresholds {
     let t = kvlake_coldpath::Thresholds::default();
     Thresholds {
         mass_retrieval_threshold: t.mass_retrieval_threshold,
-        excluded_app_ids: t.excluded_app_ids.iter().map(|a| a.to_lowercase()).collect(),
+        excluded_app_ids: t
+            .excluded_app_ids
+            .iter()
+            .map(|a| a.to_lowercase())
+            .collect(),
         sensitive_operations: t.sensitive_operations,
         list_read_min_secrets: t.list_read_min_secrets,
         denied_burst_min: t.denied_burst_min,

@@ -67,12 +67,12 @@ fn calls(i: u64, d: i64, out: &mut Vec<Event>) {
             operation: op.into(),
             success: status < 400,
             http_status: Some(status),
-            identity: Some(oid.clone()),
-            object_id: Some(oid.clone()),
+            identity: Some(oid.as_str().into()),
+            object_id: Some(oid.as_str().into()),
             app_id: Some("0e2f6b1c-1111-2222-3333-444444444444".into()),
-            vault: Some(vaults[(k % 3) as usize].clone()),
-            ip: Some(ips[(k % 2) as usize].clone()),
-            object_name: object,
+            vault: Some(vaults[(k % 3) as usize].as_str().into()),
+            ip: Some(ips[(k % 2) as usize].as_str().into()),
+            object_name: object.map(Into::into),
         });
     }
 }

@@ -5,7 +5,7 @@
 //! It gives the baselines (the last 28 lake days of each series, as `baselines.sql`
 //! computes them), the known sets behind the first-seen rules, and the lake's age.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::Int64Type;
@@ -13,6 +13,8 @@ use bytes::Bytes;
 use kvlake_lake::{DeltaTable, Lake, TableDef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+use super::event::Name;
+use super::state::Map;
 use crate::error::HotError;
 
 /// Days of series kept: the 28-day window plus the days the stream may still be in.
@@ -22,15 +24,15 @@ pub const SERIES_DAYS: i32 = 31;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Metric {
     /// vault / operations.
-    Vault(String),
+    Vault(Name),
     /// identity / operations.
-    Identity(String),
+    Identity(Name),
     /// identity / secret_reads (by object id).
-    Reads(String),
+    Reads(Name),
     /// vault_identity / peak_list_read.
-    PeakList(String, String),
+    PeakList(Name, Name),
     /// vault_identity / peak_denied.
-    PeakDenied(String, String),
+    PeakDenied(Name, Name),
 }
 
 /// History before the live days.
@@ -39,15 +41,15 @@ pub struct History {
     /// Days the lake holds data for.
     pub lake_days: BTreeSet<i32>,
     /// Daily values of the recent days.
-    pub series: HashMap<Metric, BTreeMap<i32, u64>>,
+    pub series: Map<Metric, BTreeMap<i32, u64>>,
     /// First day each series has a row (quiet days after it count as 0).
-    pub first: HashMap<Metric, i32>,
+    pub first: Map<Metric, i32>,
     /// First day of each (identity, vault).
-    pub pair_first: HashMap<(String, String), i32>,
+    pub pair_first: Map<(Name, Name), i32>,
     /// First day of each (identity, ip).
-    pub ip_first: HashMap<(String, String), i32>,
+    pub ip_first: Map<(Name, Name), i32>,
     /// First day of each identity.
-    pub identity_first: HashMap<String, i32>,
+    pub identity_first: Map<Name, i32>,
 }
 
 impl History {
@@ -61,22 +63,15 @@ impl History {
     }
 
     /// Notes that (identity, vault) was active on `day`.
-    pub fn pair(&mut self, identity: &str, vault: &str, day: i32) {
-        min_into(
-            &mut self.pair_first,
-            (identity.to_string(), vault.to_string()),
-            day,
-        );
-        min_into(&mut self.identity_first, identity.to_string(), day);
+    pub fn pair(&mut self, identity: impl Into<Name>, vault: impl Into<Name>, day: i32) {
+        let identity = identity.into();
+        min_into(&mut self.pair_first, (identity.clone(), vault.into()), day);
+        min_into(&mut self.identity_first, identity, day);
     }
 
     /// Notes that (identity, ip) was active on `day`.
-    pub fn ip(&mut self, identity: &str, ip: &str, day: i32) {
-        min_into(
-            &mut self.ip_first,
-            (identity.to_string(), ip.to_string()),
-            day,
-        );
+    pub fn ip(&mut self, identity: impl Into<Name>, ip: impl Into<Name>, day: i32) {
+        min_into(&mut self.ip_first, (identity.into(), ip.into()), day);
     }
 
     /// Drops series days older than `from`.
@@ -93,7 +88,7 @@ impl History {
     }
 }
 
-fn min_into<K: std::hash::Hash + Eq>(map: &mut HashMap<K, i32>, k: K, day: i32) {
+fn min_into<K: std::hash::Hash + Eq>(map: &mut Map<K, i32>, k: K, day: i32) {
     let f = map.entry(k).or_insert(day);
     *f = (*f).min(day);
 }
@@ -170,7 +165,7 @@ fn build(
             let (v, ops) = (s(&b, "vault_name"), n(&b, "operations"));
             for i in 0..b.num_rows() {
                 if let Some(v) = get(v, i) {
-                    h.put(Metric::Vault(v.to_string()), day, num(ops, i), keep_from);
+                    h.put(Metric::Vault(v.into()), day, num(ops, i), keep_from);
                 }
             }
         }
@@ -193,14 +188,9 @@ fn build(
                 let (Some(id), Some(v)) = (get(id, i), get(v, i)) else {
                     continue;
                 };
-                h.pair(id, v, day);
-                h.put(
-                    Metric::Identity(id.to_string()),
-                    day,
-                    num(ops, i),
-                    keep_from,
-                );
-                let (a, b2) = (id.to_string(), v.to_string());
+                let (a, b2) = (Name::from(id), Name::from(v));
+                h.pair(a.clone(), b2.clone(), day);
+                h.put(Metric::Identity(a.clone()), day, num(ops, i), keep_from);
                 h.put(
                     Metric::PeakList(a.clone(), b2.clone()),
                     day,
@@ -211,7 +201,7 @@ fn build(
                 if let Some(o) = get(oid, i) {
                     let app = get(app, i).unwrap_or("").to_lowercase();
                     if !excluded.contains(&app) {
-                        h.put(Metric::Reads(o.to_string()), day, num(reads, i), keep_from);
+                        h.put(Metric::Reads(o.into()), day, num(reads, i), keep_from);
                     }
                 }
             }

@@ -6,14 +6,16 @@
 //! UTC day, the moment the running count crosses; sliding-window rules once per key and
 //! UTC day of the window's start; the id is a hash of (kind, key, day).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 
 use kvlake_schemas::time::format_date;
 
 use super::alert::{Alert, alert_id, kind};
-use super::event::Event;
+use super::event::{Event, Name};
 use super::history::{History, Metric, SERIES_DAYS};
-use super::state::{Key, State, WinEvent, WinKey, WinKind};
+use super::state::{Key, Map, State, WinEvent, WinKey, WinKind};
+
+type Set<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
 
 const DAY: i64 = 86_400_000_000;
 const MINUTE: i64 = 60_000_000;
@@ -70,12 +72,12 @@ pub struct Rules {
     pub state: State,
     /// What is known from before the live days.
     pub history: History,
-    fired: HashSet<String>,
+    fired: Set<String>,
     fired_days: BTreeMap<i32, Vec<String>>,
     /// Highest window count seen per day and (identity, vault), for the peak series.
-    peaks: HashMap<(i32, Metric), u64>,
-    stats: HashMap<(i32, Metric), Stats>,
-    ages: HashMap<i32, u32>,
+    peaks: Map<(i32, Metric), u64>,
+    stats: Map<(i32, Metric), Stats>,
+    ages: Map<i32, u32>,
     /// Newest event time seen (drives eviction).
     pub max_time: i64,
     lateness: i64,
@@ -92,11 +94,11 @@ impl Rules {
             topic: topic.to_string(),
             state: State::new(),
             history,
-            fired: HashSet::new(),
+            fired: Set::default(),
             fired_days: BTreeMap::new(),
-            peaks: HashMap::new(),
-            stats: HashMap::new(),
-            ages: HashMap::new(),
+            peaks: Map::default(),
+            stats: Map::default(),
+            ages: Map::default(),
             max_time: i64::MIN,
             lateness: lateness_micros,
             late_records: 0,
@@ -146,10 +148,10 @@ impl Rules {
             changed.push(Key::Identity(id.clone()));
             changed.push(Key::Pair(id.clone(), v.clone()));
             if let Some(oid) = &ev.object_id {
-                let app = ev.app_id.clone().unwrap_or_default();
-                if !self.t.excluded_app_ids.contains(&app) {
-                    let read = ev.success
-                        && matches!(ev.operation.as_str(), "SecretGet" | "KeyGet" | "VaultGet");
+                let app = ev.app_id.as_deref().unwrap_or("");
+                if !self.t.excluded_app_ids.iter().any(|x| x == app) {
+                    let read =
+                        ev.success && matches!(&*ev.operation, "SecretGet" | "KeyGet" | "VaultGet");
                     self.state
                         .add(p, day, Key::Reads(oid.clone()), u64::from(read));
                     if read {
@@ -159,8 +161,8 @@ impl Rules {
             }
             let wk: WinKey = (id.clone(), v.clone());
             let denied = matches!(ev.http_status, Some(401 | 403));
-            let list = ev.success && ev.operation == "SecretList";
-            let get = ev.success && ev.operation == "SecretGet" && ev.object_name.is_some();
+            let list = ev.success && &*ev.operation == "SecretList";
+            let get = ev.success && &*ev.operation == "SecretGet" && ev.object_name.is_some();
             if denied || list || get {
                 let kind = if denied {
                     WinKind::Denied
@@ -190,7 +192,13 @@ impl Rules {
             self.state.add(p, day, Key::Ip(id.clone(), ip.clone()), 1);
             changed.push(Key::Ip(id.clone(), ip.clone()));
         }
-        if ev.success && self.t.sensitive_operations.contains(&ev.operation) {
+        if ev.success
+            && self
+                .t
+                .sensitive_operations
+                .iter()
+                .any(|o| **o == *ev.operation)
+        {
             out.extend(self.sensitive(ev, now));
         }
         for k in changed {
@@ -238,7 +246,7 @@ impl Rules {
                 Key::Identity(i) => self.history.put(Metric::Identity(i), d, n, keep_from),
                 Key::Reads(o) => self.history.put(Metric::Reads(o), d, n, keep_from),
                 Key::Pair(i, v) => {
-                    self.history.pair(&i, &v, d);
+                    self.history.pair(i.clone(), v.clone(), d);
                     for m in [
                         Metric::PeakList(i.clone(), v.clone()),
                         Metric::PeakDenied(i.clone(), v.clone()),
@@ -247,7 +255,7 @@ impl Rules {
                         self.history.put(m, d, peak, keep_from);
                     }
                 }
-                Key::Ip(i, ip) => self.history.ip(&i, &ip, d),
+                Key::Ip(i, ip) => self.history.ip(i, ip, d),
             }
         }
         self.peaks.retain(|(d, _), _| *d >= day);
@@ -358,29 +366,21 @@ impl Rules {
         }
     }
 
-    fn pair_known_before(&self, id: &str, v: &str, day: i32) -> bool {
-        let k = (id.to_string(), v.to_string());
-        self.history.pair_first.get(&k).is_some_and(|d| *d < day)
+    /// Whether `key` (a `Pair` or an `Ip`) was active on a day before `day`.
+    fn known_before(&self, key: &Key, first: &Map<(Name, Name), i32>, day: i32) -> bool {
+        let (Key::Pair(a, b) | Key::Ip(a, b)) = key else {
+            return false;
+        };
+        first.get(&(a.clone(), b.clone())).is_some_and(|d| *d < day)
             || self
                 .state
                 .days()
-                .any(|d| d < day && self.state.seen(d, &Key::Pair(k.0.clone(), k.1.clone())))
+                .any(|d| d < day && self.state.seen(d, key))
     }
 
-    fn ip_known_before(&self, id: &str, ip: &str, day: i32) -> bool {
-        let k = (id.to_string(), ip.to_string());
-        self.history.ip_first.get(&k).is_some_and(|d| *d < day)
-            || self
-                .state
-                .days()
-                .any(|d| d < day && self.state.seen(d, &Key::Ip(k.0.clone(), k.1.clone())))
-    }
-
-    fn identity_first(&self, id: &str) -> Option<i32> {
-        let live = self
-            .state
-            .days()
-            .find(|d| self.state.seen(*d, &Key::Identity(id.to_string())));
+    fn identity_first(&self, id: &Name) -> Option<i32> {
+        let key = Key::Identity(id.clone());
+        let live = self.state.days().find(|d| self.state.seen(*d, &key));
         match (self.history.identity_first.get(id).copied(), live) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -388,14 +388,19 @@ impl Rules {
     }
 
     fn eval_daily(&mut self, day: i32, k: &Key, ev: Option<&Event>, now: i64) -> Vec<Alert> {
+        // Every record reaches here for up to five counters: the cheap count conditions
+        // come first, the alert id (a hash and a date string) only when they hold.
         let total = self.state.total(day, k);
-        let date = format_date(i64::from(day));
+        let date = || format_date(i64::from(day));
         let (ws, we) = (i64::from(day) * DAY, i64::from(day) * DAY + DAY);
         let warm = self.t.warmup_days;
         match k {
             Key::Reads(oid) => {
-                let id = alert_id(kind::MASS_SECRET_RETRIEVAL, &[oid], &date);
-                if total <= self.t.mass_retrieval_threshold || self.fired.contains(&id) {
+                if total <= self.t.mass_retrieval_threshold {
+                    return Vec::new();
+                }
+                let id = alert_id(kind::MASS_SECRET_RETRIEVAL, &[oid], &date());
+                if self.fired.contains(&id) {
                     return Vec::new();
                 }
                 let (ok, s) = self.history_ok(day, &Metric::Reads(oid.clone()), total);
@@ -431,10 +436,6 @@ impl Rules {
                     Key::Identity(i) => ("identity", i.clone(), Metric::Identity(i.clone())),
                     _ => return Vec::new(),
                 };
-                let id = alert_id(kind::UNUSUAL_VOLUME, &[scope, &name], &date);
-                if self.fired.contains(&id) {
-                    return Vec::new();
-                }
                 let s = self.stats(day, &m);
                 let v = total as f64;
                 let fires = s.days >= warm
@@ -442,6 +443,10 @@ impl Rules {
                     && v >= self.t.volume_min_ratio * s.mean
                     && (v - s.mean) / s.spread >= self.t.score_threshold;
                 if !fires {
+                    return Vec::new();
+                }
+                let id = alert_id(kind::UNUSUAL_VOLUME, &[scope, &name], &date());
+                if self.fired.contains(&id) {
                     return Vec::new();
                 }
                 let who = if scope == "vault" {
@@ -477,11 +482,11 @@ impl Rules {
                 )]
             }
             Key::Pair(i, v) => {
-                let id = alert_id(kind::NEW_IDENTITY_ON_VAULT, &[i, v], &date);
-                if total < self.t.new_subject_min_operations
-                    || self.fired.contains(&id)
-                    || self.pair_known_before(i, v, day)
-                {
+                if total < self.t.new_subject_min_operations {
+                    return Vec::new();
+                }
+                let id = alert_id(kind::NEW_IDENTITY_ON_VAULT, &[i, v], &date());
+                if self.fired.contains(&id) || self.known_before(k, &self.history.pair_first, day) {
                     return Vec::new();
                 }
                 let age = self.lake_age(day);
@@ -506,11 +511,11 @@ impl Rules {
                 )]
             }
             Key::Ip(i, ip) => {
-                let id = alert_id(kind::NEW_IP_FOR_IDENTITY, &[i, ip], &date);
-                if total < self.t.new_subject_min_operations
-                    || self.fired.contains(&id)
-                    || self.ip_known_before(i, ip, day)
-                {
+                if total < self.t.new_subject_min_operations {
+                    return Vec::new();
+                }
+                let id = alert_id(kind::NEW_IP_FOR_IDENTITY, &[i, ip], &date());
+                if self.fired.contains(&id) || self.known_before(k, &self.history.ip_first, day) {
                     return Vec::new();
                 }
                 let Some(since) = self.identity_first(i).filter(|f| *f < day) else {
@@ -527,8 +532,8 @@ impl Rules {
                 let mut subject =
                     Subject::identity(i, None, ev.and_then(|e| e.object_id.as_deref()));
                 subject.subject_type = "ip";
-                subject.subject = ip.clone();
-                subject.ip = Some(ip.clone());
+                subject.subject = ip.to_string();
+                subject.ip = Some(ip.to_string());
                 vec![self.fire(
                     id,
                     kind::NEW_IP_FOR_IDENTITY,
@@ -547,11 +552,11 @@ impl Rules {
 
     fn sensitive(&mut self, ev: &Event, now: i64) -> Vec<Alert> {
         let day = day_of(ev.time);
-        let who = ev.identity.clone().unwrap_or_else(|| "(anonymous)".into());
-        let vault = ev.vault.clone().unwrap_or_default();
+        let who = ev.identity.as_deref().unwrap_or("(anonymous)");
+        let vault = ev.vault.as_deref().unwrap_or("");
         let id = alert_id(
             kind::SENSITIVE_OPERATION,
-            &[&who, &vault, &ev.operation],
+            &[who, vault, &ev.operation],
             &format_date(i64::from(day)),
         );
         if self.fired.contains(&id) {
@@ -563,9 +568,9 @@ impl Rules {
             ev.operation,
             ev.vault.as_deref().unwrap_or("(unknown)")
         );
-        let mut subject = Subject::identity(&who, ev.vault.as_deref(), ev.object_id.as_deref());
-        subject.identity = ev.identity.clone();
-        subject.ip = ev.ip.clone();
+        let mut subject = Subject::identity(who, ev.vault.as_deref(), ev.object_id.as_deref());
+        subject.identity = ev.identity.as_deref().map(str::to_string);
+        subject.ip = ev.ip.as_deref().map(str::to_string);
         vec![self.fire(
             id,
             kind::SENSITIVE_OPERATION,
@@ -583,13 +588,13 @@ impl Rules {
     /// Denials of `wk`: for each denial d whose window [d, d + W] holds `ev`, its count.
     fn eval_denied(&mut self, wk: &WinKey, ev: Option<&Event>, now: i64) -> Vec<Alert> {
         let w = self.window();
-        let times: Vec<i64> = self
+        let mut times: Vec<i64> = self
             .state
-            .window(wk)
-            .into_iter()
+            .window_events(wk)
             .filter(|e| e.kind == WinKind::Denied)
             .map(|e| e.t)
             .collect();
+        times.sort_unstable();
         let mut out = Vec::new();
         let mut last = None;
         for (i, &d) in times.iter().enumerate() {
@@ -640,25 +645,38 @@ impl Rules {
     /// different secrets read in it.
     fn eval_list(&mut self, wk: &WinKey, ev: Option<&Event>, now: i64) -> Vec<Alert> {
         let w = self.window();
-        let events = self.state.window(wk);
-        let lists: Vec<i64> = events
-            .iter()
+        // Most reads have no SecretList before them in the window: find the lists first,
+        // and gather the reads only for those.
+        let mut lists: Vec<i64> = self
+            .state
+            .window_events(wk)
             .filter(|e| e.kind == WinKind::List)
+            .filter(|e| ev.is_none_or(|ev| ev.time >= e.t && ev.time <= e.t + w))
             .map(|e| e.t)
             .collect();
+        if lists.is_empty() {
+            return Vec::new();
+        }
+        lists.sort_unstable();
+        lists.dedup();
+        let reads: Vec<&WinEvent> = self
+            .state
+            .window_events(wk)
+            .filter(|e| e.kind == WinKind::Get)
+            .collect();
+        let counted: Vec<(i64, u64)> = lists
+            .into_iter()
+            .map(|l| {
+                let secrets: Set<&str> = reads
+                    .iter()
+                    .filter(|e| e.t >= l && e.t <= l + w)
+                    .filter_map(|e| e.secret.as_deref())
+                    .collect();
+                (l, secrets.len() as u64)
+            })
+            .collect();
         let mut out = Vec::new();
-        let mut last = None;
-        for l in lists {
-            if last == Some(l) || ev.is_some_and(|e| e.time < l || e.time > l + w) {
-                continue;
-            }
-            last = Some(l);
-            let secrets: HashSet<&str> = events
-                .iter()
-                .filter(|e| e.kind == WinKind::Get && e.t >= l && e.t <= l + w)
-                .filter_map(|e| e.secret.as_deref())
-                .collect();
-            let count = secrets.len() as u64;
+        for (l, count) in counted {
             let day = day_of(l);
             let m = Metric::PeakList(wk.0.clone(), wk.1.clone());
             let peak = self.peaks.entry((day, m.clone())).or_default();

@@ -6,23 +6,30 @@
 //! instance's latest published contribution and replaces the previous one, and a partition
 //! handed over is dropped without touching the others. The same form is the checkpoint.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
+
+use super::event::Name;
+
+/// The state's maps: a fast seeded hash (foldhash), not SipHash. The rules look up
+/// several keys per record; the seed is random per process, which keeps crafted names
+/// from colliding on purpose.
+pub type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// What a daily counter counts.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Key {
     /// Calls on a vault.
-    Vault(String),
+    Vault(Name),
     /// Calls of an identity on all vaults (records with a vault, as `identity_daily`).
-    Identity(String),
+    Identity(Name),
     /// Successful SecretGet/KeyGet/VaultGet of an object id (excluded app ids left out).
-    Reads(String),
+    Reads(Name),
     /// Calls of an identity on a vault.
-    Pair(String, String),
+    Pair(Name, Name),
     /// Calls of an identity from an IP.
-    Ip(String, String),
+    Ip(Name, Name),
 }
 
 /// What a sliding-window event is.
@@ -44,11 +51,11 @@ pub struct WinEvent {
     /// What it is.
     pub kind: WinKind,
     /// The secret read (for `Get`).
-    pub secret: Option<String>,
+    pub secret: Option<Name>,
 }
 
 /// (identity, vault).
-pub type WinKey = (String, String);
+pub type WinKey = (Name, Name);
 
 /// One partition's share of the state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -61,21 +68,22 @@ pub struct Contribution {
     pub writer: String,
     /// Daily counters: (day since epoch, key) → count.
     #[serde(with = "pairs")]
-    pub counts: HashMap<(i32, Key), u64>,
+    pub counts: Map<(i32, Key), u64>,
     /// Recent window events.
     #[serde(with = "pairs")]
-    pub windows: HashMap<WinKey, Vec<WinEvent>>,
+    pub windows: Map<WinKey, Vec<WinEvent>>,
 }
 
 /// JSON maps need string keys: maps travel as lists of pairs.
 mod pairs {
-    use std::collections::HashMap;
     use std::hash::Hash;
 
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+    use super::Map;
+
     pub fn serialize<K: Serialize + Ord, V: Serialize, S: Serializer>(
-        m: &HashMap<K, V>,
+        m: &Map<K, V>,
         s: S,
     ) -> Result<S::Ok, S::Error> {
         let mut v: Vec<(&K, &V)> = m.iter().collect();
@@ -83,7 +91,7 @@ mod pairs {
         v.serialize(s)
     }
 
-    pub fn deserialize<'de, K, V, D>(d: D) -> Result<HashMap<K, V>, D::Error>
+    pub fn deserialize<'de, K, V, D>(d: D) -> Result<Map<K, V>, D::Error>
     where
         K: Deserialize<'de> + Eq + Hash,
         V: Deserialize<'de>,
@@ -96,8 +104,11 @@ mod pairs {
 /// Every partition's contribution and their sum.
 #[derive(Debug, Default)]
 pub struct State {
-    parts: HashMap<i32, Contribution>,
-    total: HashMap<(i32, Key), u64>,
+    parts: Map<i32, Contribution>,
+    total: Map<(i32, Key), u64>,
+    /// The partitions holding window events of each key: a record's window is read from
+    /// those alone, not looked up in every partition.
+    win_parts: Map<WinKey, Vec<i32>>,
     /// Days with live counters (not yet evicted).
     days: BTreeSet<i32>,
     /// Days before this one are evicted: their records are left to the cold path.
@@ -157,18 +168,28 @@ impl State {
             partition: p,
             ..Contribution::default()
         });
-        part.windows.entry(key).or_default().push(e);
+        match part.windows.get_mut(&key) {
+            Some(v) => v.push(e),
+            None => {
+                index(&mut self.win_parts, &key, p);
+                part.windows.insert(key, vec![e]);
+            }
+        }
+    }
+
+    /// The window events of `key` over every partition, in no particular order.
+    pub fn window_events<'a>(&'a self, key: &WinKey) -> impl Iterator<Item = &'a WinEvent> {
+        self.win_parts
+            .get(key)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| self.parts.get(p)?.windows.get(key))
+            .flatten()
     }
 
     /// The window events of `key` over every partition, sorted by time.
     pub fn window(&self, key: &WinKey) -> Vec<WinEvent> {
-        let mut v: Vec<WinEvent> = self
-            .parts
-            .values()
-            .filter_map(|c| c.windows.get(key))
-            .flatten()
-            .cloned()
-            .collect();
+        let mut v: Vec<WinEvent> = self.window_events(key).cloned().collect();
         v.sort_by_key(|e| e.t);
         v
     }
@@ -208,6 +229,9 @@ impl State {
             .filter(|(k, v)| old.as_ref().and_then(|o| o.windows.get(*k)) != Some(*v))
             .map(|(k, _)| k.clone())
             .collect();
+        for k in c.windows.keys() {
+            index(&mut self.win_parts, k, c.partition);
+        }
         self.parts.insert(c.partition, c);
         (changed, windows)
     }
@@ -215,6 +239,9 @@ impl State {
     /// Drops partition `p`'s contribution (handed to another instance).
     pub fn remove(&mut self, p: i32) -> Option<Contribution> {
         let old = self.parts.remove(&p)?;
+        for k in old.windows.keys() {
+            unindex(&mut self.win_parts, k, p);
+        }
         for (k, n) in &old.counts {
             if let Some(t) = self.total.get_mut(k) {
                 *t = t.saturating_sub(*n);
@@ -246,9 +273,14 @@ impl State {
             }
             self.days.retain(|d| *d >= day);
         }
+        let win_parts = &mut self.win_parts;
         for c in self.parts.values_mut() {
-            c.windows.retain(|_, v| {
+            let p = c.partition;
+            c.windows.retain(|k, v| {
                 v.retain(|e| e.t >= before_micros);
+                if v.is_empty() {
+                    unindex(win_parts, k, p);
+                }
                 !v.is_empty()
             });
         }
@@ -280,11 +312,27 @@ impl State {
                     + b.len()
                     + 64
                     + v.iter()
-                        .map(|e| 48 + e.secret.as_ref().map_or(0, String::len))
+                        .map(|e| 48 + e.secret.as_ref().map_or(0, |s| s.len()))
                         .sum::<usize>()
             })
             .sum();
         counters + windows
+    }
+}
+
+fn index(win_parts: &mut Map<WinKey, Vec<i32>>, key: &WinKey, p: i32) {
+    let parts = win_parts.entry(key.clone()).or_default();
+    if !parts.contains(&p) {
+        parts.push(p);
+    }
+}
+
+fn unindex(win_parts: &mut Map<WinKey, Vec<i32>>, key: &WinKey, p: i32) {
+    if let Some(parts) = win_parts.get_mut(key) {
+        parts.retain(|q| *q != p);
+        if parts.is_empty() {
+            win_parts.remove(key);
+        }
     }
 }
 
@@ -324,7 +372,7 @@ mod tests {
         let k = Key::Vault("kv".into());
         s.add(0, 1, k.clone(), 2);
         s.add(0, 2, k.clone(), 1);
-        let key = ("x".to_string(), "kv".to_string());
+        let key: WinKey = ("x".into(), "kv".into());
         for t in [10, 20, 30] {
             s.push_window(
                 0,

@@ -39,8 +39,8 @@ fn warm_history(known: &[&str]) -> History {
         let day = (D - 10 + d) as i32;
         h.lake_days.insert(day);
         for id in known {
-            h.pair(id, "kv1", day);
-            h.ip(id, "10.0.0.1", day);
+            h.pair(*id, "kv1", day);
+            h.ip(*id, "10.0.0.1", day);
         }
     }
     h
@@ -189,7 +189,7 @@ fn list_then_read_counts_different_secrets_after_a_list() {
             "SecretGet",
             "u1",
         );
-        e.object_name = Some(format!("s{}", i % 11)); // 11 different
+        e.object_name = Some(format!("s{}", i % 11).into()); // 11 different
         out.extend(r.observe(&e, 1));
     }
     let l: Vec<&Alert> = out.iter().filter(|a| a.kind == "list_then_read").collect();
@@ -200,7 +200,7 @@ fn list_then_read_counts_different_secrets_after_a_list() {
     r.observe(&ev(0, 0, T0, "SecretList", "u1"), 1);
     for i in 0..12 {
         let mut e = ev(0, i + 1, T0 + 11 * MINUTE + i, "SecretGet", "u1");
-        e.object_name = Some(format!("s{i}"));
+        e.object_name = Some(format!("s{i}").into());
         assert!(r.observe(&e, 1).iter().all(|a| a.kind != "list_then_read"));
     }
 }
