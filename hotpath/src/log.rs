@@ -118,14 +118,21 @@ impl PartitionLog {
 
     async fn resume_with_last(&self) -> Result<(Resume, Option<BatchCommit>), HotError> {
         let (plans, commits) = self.entries().await?;
-        let last_plan = match plans.last() {
-            Some(&s) => self.read::<BatchPlan>(s, LogEntryKind::Plan).await?,
-            None => None,
-        };
-        let last_commit = match commits.last() {
-            Some(&s) => self.read::<BatchCommit>(s, LogEntryKind::Commit).await?,
-            None => None,
-        };
+        // Both at once: a start reads every partition's log, and each round trip counts.
+        let (last_plan, last_commit) = tokio::try_join!(
+            async {
+                match plans.last() {
+                    Some(&s) => self.read::<BatchPlan>(s, LogEntryKind::Plan).await,
+                    None => Ok(None),
+                }
+            },
+            async {
+                match commits.last() {
+                    Some(&s) => self.read::<BatchCommit>(s, LogEntryKind::Commit).await,
+                    None => Ok(None),
+                }
+            },
+        )?;
         let resume =
             checkpoint::resume(&self.topic, self.partition, last_plan, last_commit.as_ref())?;
         Ok((resume, last_commit))

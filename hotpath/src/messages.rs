@@ -45,4 +45,8 @@ pub struct PartitionReport {
     pub end_offset: i64,
     /// Another writer took the partition over: this run let it go.
     pub lost_to: Option<String>,
+    /// Messages the broker delivered past the run's end point (an until-caught-up run stops
+    /// at the high watermark read at its start): a broker that under-reports its high
+    /// watermark (Tansu) shows here, as does traffic that arrived meanwhile.
+    pub seen_past_end: i64,
 }

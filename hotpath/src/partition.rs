@@ -260,6 +260,7 @@ impl PartitionTask {
 
     async fn accept(&mut self, chunk: Chunk) -> Result<(), HotError> {
         let mut take: Vec<Msg> = Vec::with_capacity(chunk.msgs.len());
+        let last_offset = chunk.msgs.last().map_or(-1, |m| m.offset);
         for m in chunk.msgs {
             if self.finished || m.offset < self.pos {
                 continue; // already in the log, or past what this run reads
@@ -268,6 +269,7 @@ impl PartitionTask {
                 && m.offset >= stop
                 && self.rerun.is_none()
             {
+                self.report.seen_past_end = last_offset + 1 - stop;
                 self.encode(std::mem::take(&mut take)).await?;
                 self.close(None).await?;
                 self.finished = true;

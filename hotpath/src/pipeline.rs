@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use kvlake_schemas::checkpoint::Resume;
 use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
@@ -45,6 +46,10 @@ pub struct RunSummary {
     pub elapsed: Duration,
     /// The stop was forced: batches still open after the grace period were abandoned (uncommitted).
     pub abandoned: bool,
+    /// An until-caught-up run: messages per partition past where the run stopped, by the
+    /// broker's high watermarks read again at the end (arrived during the run, or
+    /// under-reported at its start, as Tansu does): the next run takes them.
+    pub left_behind: Vec<(i32, i64)>,
 }
 
 impl RunSummary {
@@ -106,7 +111,34 @@ pub async fn run_with_progress(
             stop.cancel();
         });
     }
-    let all = source::partitions(&consumer, &config.topic, config.connect_timeout).await?;
+    // Publishers wait for the batches on their way (at most a second, and never longer
+    // than a batch may stay open), so partitions share commits and files.
+    let linger = config.batch.max_wait.min(PUBLISH_LINGER);
+    // The broker's metadata, the tables and the speed layer's history are independent
+    // round trips: a start waits for the slowest, not for their sum.
+    let (all, tables, speed) = tokio::try_join!(
+        source::partitions(&consumer, &config.topic, config.connect_timeout),
+        Tables::open_with_linger(&lake, linger),
+        async {
+            match config.speed.clone() {
+                Some(c) => crate::speed::start(
+                    c,
+                    lake.clone(),
+                    &config.topic,
+                    &config.writer_id,
+                    stop.clone(),
+                )
+                .await
+                .map(Some),
+                None => Ok(None),
+            }
+        },
+    )?;
+    let (speed, speed_task) = speed.unzip();
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        "start-up: metadata, tables and speed layer ready"
+    );
     // A scheduled job with a deep backlog reads partitions in waves of `active`: each
     // open batch then gets a bigger share of the memory budget, so files stay large
     // whatever the partition count. A service reads every partition at once.
@@ -116,24 +148,6 @@ pub async fn run_with_progress(
             as usize)
             .clamp(2 * cores, all.len().max(2 * cores)),
         _ => all.len(),
-    };
-    // Publishers wait for the batches on their way (at most a second, and never longer
-    // than a batch may stay open), so partitions share commits and files.
-    let linger = config.batch.max_wait.min(PUBLISH_LINGER);
-    let tables = Tables::open_with_linger(&lake, linger).await?;
-    let (speed, speed_task) = match config.speed.clone() {
-        Some(c) => {
-            let (h, t) = crate::speed::start(
-                c,
-                lake.clone(),
-                &config.topic,
-                &config.writer_id,
-                stop.clone(),
-            )
-            .await?;
-            (Some(h), Some(t))
-        }
-        None => (None, None),
     };
     let mut router = Router::new(
         &config,
@@ -160,6 +174,10 @@ pub async fn run_with_progress(
                 }
             };
             let starts = router.start_points(&parts).await?;
+            tracing::debug!(
+                ms = started.elapsed().as_millis() as u64,
+                "start-up: watermarks and logs read"
+            );
             let (done, todo): (Vec<_>, Vec<_>) = starts.into_iter().partition(|(_, s)| {
                 s.rerun.is_none() && s.stop_offset.is_some_and(|stop| s.offset >= stop)
             });
@@ -183,25 +201,86 @@ pub async fn run_with_progress(
     }
     let outcome = router.route().await;
     let (reports, abandoned) = router.finish(config.grace).await;
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        "run: partitions finished"
+    );
     // Every partition task is gone, so is every sender: the speed layer saves its state
     // and its sinks get a few seconds to drain (what remains waits in the outbox).
     if let Some(t) = speed_task {
         let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
     }
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        "run: speed layer stopped"
+    );
     if let Err(e) = tables.clean_staged().await {
         tracing::warn!(error = %e, "staged files of published batches not deleted; maintenance will");
     }
+    let partitions = reports?;
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        "run: staged files cleaned"
+    );
+    let left_behind = if config.mode == RunMode::UntilCaughtUp && outcome.is_ok() {
+        left_behind(&consumer, &config, &partitions).await
+    } else {
+        Vec::new()
+    };
     let summary = RunSummary {
-        partitions: reports?,
+        partitions,
         elapsed: started.elapsed(),
         abandoned,
+        left_behind,
     };
     outcome?;
     Ok(summary)
 }
 
+/// Messages past each partition's end, by the high watermarks read once more: what an
+/// until-caught-up run leaves to the next one is said, not silent. Best effort.
+async fn left_behind(
+    consumer: &Arc<KafkaConsumer>,
+    config: &HotConfig,
+    reports: &[PartitionReport],
+) -> Vec<(i32, i64)> {
+    let parts: Vec<i32> = reports
+        .iter()
+        .filter(|r| r.lost_to.is_none())
+        .map(|r| r.partition)
+        .collect();
+    if parts.is_empty() {
+        return Vec::new();
+    }
+    let timeout = config.connect_timeout.min(Duration::from_secs(5));
+    match source::watermarks(consumer, &config.topic, &parts, timeout).await {
+        Ok(wm) => behind(reports, |p| wm.get(&p).map(|w| w.1)),
+        Err(e) => {
+            tracing::debug!(error = %e, "watermarks at the end of the run not read");
+            behind(reports, |_| None)
+        }
+    }
+}
+
+/// Per partition, the messages past its end: by the high watermark now, or by what the
+/// broker delivered past the end, whichever says more.
+fn behind(reports: &[PartitionReport], high: impl Fn(i32) -> Option<i64>) -> Vec<(i32, i64)> {
+    reports
+        .iter()
+        .filter(|r| r.lost_to.is_none())
+        .filter_map(|r| {
+            let by_watermark = high(r.partition).map_or(0, |h| h - r.end_offset);
+            let n = by_watermark.max(r.seen_past_end);
+            (n > 0).then_some((r.partition, n))
+        })
+        .collect()
+}
+
 /// The longest a table's publisher waits for other partitions' batches.
 const PUBLISH_LINGER: Duration = Duration::from_secs(1);
+
+/// Partition logs read at once at start-up.
+const LOG_READS_IN_FLIGHT: usize = 32;
 
 /// The source stage: polls Kafka and hands chunks to partition tasks.
 struct Router {
@@ -295,26 +374,41 @@ impl Router {
     /// Reads each partition's log and the run mode into where it starts and stops.
     async fn start_points(&mut self, parts: &[i32]) -> Result<Vec<(i32, StartPoint)>, HotError> {
         let topic = self.config.topic.clone();
-        let wm =
-            source::watermarks(&self.consumer, &topic, parts, self.config.connect_timeout).await?;
-        let by_time = match self.config.starting_timestamp_ms {
-            Some(ts) => {
-                source::offsets_for_timestamp(
-                    &self.consumer,
-                    &topic,
-                    parts,
-                    ts,
-                    self.config.connect_timeout,
-                )
-                .await
+        // The broker's watermarks and every partition's log are read at the same time, the
+        // logs `LOG_READS_IN_FLIGHT` at a time: one after another, 64 partitions' lake
+        // reads (hint, listing, last plan, last commit) cost seconds on ADLS.
+        let (lake, tables) = (&self.shared.lake, &self.shared.tables);
+        let resumes = futures::stream::iter(parts.iter().map(|&p| {
+            let log = PartitionLog::new(lake.clone(), &topic, p);
+            async move { log.resume_published(tables).await.map(|r| (p, r)) }
+        }))
+        .buffered(LOG_READS_IN_FLIGHT)
+        .try_collect::<HashMap<i32, Resume>>();
+        let by_time = async {
+            match self.config.starting_timestamp_ms {
+                Some(ts) => {
+                    source::offsets_for_timestamp(
+                        &self.consumer,
+                        &topic,
+                        parts,
+                        ts,
+                        self.config.connect_timeout,
+                    )
+                    .await
+                }
+                None => HashMap::new(),
             }
-            None => HashMap::new(),
         };
+        let (wm, mut resumes, by_time) = tokio::try_join!(
+            source::watermarks(&self.consumer, &topic, parts, self.config.connect_timeout),
+            resumes,
+            by_time.map(Ok::<_, HotError>),
+        )?;
         let mut out = Vec::with_capacity(parts.len());
         for &p in parts {
             let (low, high) = wm.get(&p).copied().unwrap_or((0, 0));
-            let log = PartitionLog::new(self.shared.lake.clone(), &topic, p);
-            let (seq, offset, rerun) = match log.resume_published(&self.shared.tables).await? {
+            let resume = resumes.remove(&p).unwrap_or(Resume::Fresh);
+            let (seq, offset, rerun) = match resume {
                 Resume::Fresh => {
                     let o = match (&self.config.start, by_time.get(&p)) {
                         (_, Some(&o)) => o,

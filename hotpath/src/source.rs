@@ -389,25 +389,63 @@ fn refused(consumer: &Arc<KafkaConsumer>, refusal: Refusal) -> HotError {
     }
 }
 
-/// Low and high watermarks of each partition.
+/// Low and high watermarks of each partition: two ListOffsets requests (earliest, latest)
+/// for all of them, sent at once, rather than two round trips per partition one after
+/// another; a partition the batched answer leaves out is asked on its own.
 pub async fn watermarks(
     consumer: &Arc<KafkaConsumer>,
     topic: &str,
     partitions: &[i32],
     timeout: Duration,
 ) -> Result<HashMap<i32, (i64, i64)>, HotError> {
-    let (c, t, parts) = (consumer.clone(), topic.to_string(), partitions.to_vec());
-    blocking(move || {
-        parts
-            .iter()
-            .map(|&p| {
-                c.fetch_watermarks(&t, p, timeout)
+    let lookup = |at: Offset| {
+        let mut tpl = TopicPartitionList::new();
+        for &p in partitions {
+            let _ = tpl.add_partition_offset(topic, p, at);
+        }
+        let c = consumer.clone();
+        blocking(move || c.offsets_for_times(tpl, timeout))
+    };
+    let (lows, highs) = tokio::try_join!(lookup(Offset::Beginning), lookup(Offset::End))?;
+    let offsets = |list: rdkafka::error::KafkaResult<TopicPartitionList>| -> HashMap<i32, i64> {
+        list.map(|l| {
+            l.elements()
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(o) if e.error().is_ok() => Some((e.partition(), o)),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+    };
+    let (lows, highs) = (offsets(lows), offsets(highs));
+    let mut out = HashMap::with_capacity(partitions.len());
+    let mut missing = Vec::new();
+    for &p in partitions {
+        match (lows.get(&p), highs.get(&p)) {
+            (Some(&l), Some(&h)) => {
+                out.insert(p, (l, h));
+            }
+            _ => missing.push(p),
+        }
+    }
+    if !missing.is_empty() {
+        tracing::debug!(partitions = ?missing, "watermarks not in the batched answer; asking per partition");
+        let asked = futures::future::try_join_all(missing.into_iter().map(|p| {
+            let (c, t) = (consumer.clone(), topic.to_string());
+            async move {
+                let topic = t.clone();
+                blocking(move || c.fetch_watermarks(&topic, p, timeout))
+                    .await?
                     .map(|w| (p, w))
                     .map_err(|e| HotError::kafka(format!("cannot read watermarks of {t}[{p}]"), e))
-            })
-            .collect()
-    })
-    .await?
+            }
+        }))
+        .await?;
+        out.extend(asked);
+    }
+    Ok(out)
 }
 
 /// First offset at or after `ts_ms` per partition, where the broker can say
