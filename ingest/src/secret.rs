@@ -46,18 +46,6 @@ impl Serialize for Secret {
     }
 }
 
-/// For output (`kvlake config show`): a reference (`env:NAME`, `file:PATH`, a Key Vault
-/// URL) as written, since it names a place and not a value; a value as `[REDACTED]`.
-pub fn serialize_described<S: Serializer>(v: &Option<Secret>, s: S) -> Result<S::Ok, S::Error> {
-    match v {
-        None => s.serialize_none(),
-        Some(v) => s.serialize_str(
-            &crate::identity::SecretRef::parse("", v)
-                .map_or_else(|_| "[REDACTED]".to_string(), |r| r.describe()),
-        ),
-    }
-}
-
 impl std::str::FromStr for Secret {
     type Err = std::convert::Infallible;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

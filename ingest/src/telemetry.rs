@@ -13,10 +13,7 @@ use kvlake_hotpath::metrics::HEALTH;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
-/// Seconds buckets for the batch and commit histograms.
-pub(crate) const SECONDS_BUCKETS: &[f64] = &[
-    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
-];
+use crate::otel::metrics::SECONDS_BUCKETS;
 
 /// Installs the Prometheus recorder and serves the endpoints until `shutdown`.
 pub async fn serve(addr: SocketAddr, shutdown: CancellationToken) -> Result<SocketAddr> {

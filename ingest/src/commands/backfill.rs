@@ -24,6 +24,7 @@ use crate::cli::{BackfillArgs, HotArgs};
 use crate::identity::{self, Identity};
 use crate::loganalytics::{self, LogsClient, LogsError, Outcome, Table};
 use crate::progress::Progress;
+use crate::settings;
 
 /// The API's own row limit per query.
 const API_MAX_ROWS: usize = 500_000;
@@ -346,7 +347,7 @@ async fn open(args: &BackfillArgs) -> Result<(Lake, Identity, identity::http::Ex
     let identity = match prepared.identity.clone() {
         Some(id) => id,
         None => {
-            let mut opts = identity::identity_options(&prepared.settings)?;
+            let mut opts = settings::identity_options(&prepared.settings)?;
             opts.client_secret = prepared.settings.client_secret.clone();
             opts.client_certificate_password =
                 prepared.settings.client_certificate_password.clone();

@@ -118,7 +118,7 @@ fn print_table(rows: &[Row]) {
 }
 
 async fn check_all(args: &CheckArgs, timeout: Duration, report: &mut Report) {
-    let s = match settings::load(&args.hot) {
+    let s = match settings::load(args.hot.config.as_deref(), &args.hot) {
         Ok(s) => s,
         Err(e) => {
             report.add(
@@ -161,7 +161,7 @@ async fn check_all(args: &CheckArgs, timeout: Duration, report: &mut Report) {
     // The identity, when anything needs it: check its token endpoint first.
     let mut s = s;
     let local = SecretStore::new(http.clone(), None);
-    let mut id_opts = match identity::identity_options(&s) {
+    let mut id_opts = match settings::identity_options(&s) {
         Ok(o) => o,
         Err(e) => {
             report.add(
@@ -184,7 +184,7 @@ async fn check_all(args: &CheckArgs, timeout: Duration, report: &mut Report) {
     let brokers_hint = s.brokers.clone().unwrap_or_default();
     let kafka_entra = settings::kafka_auth(&s, &brokers_hint).ok() == Some(KafkaAuth::Entra);
     let storage_entra = settings::storage_auth(&s).ok() == Some(StorageAuth::Entra);
-    let vault_refs: Vec<(&'static str, SecretRef)> = identity::secret_settings(&s)
+    let vault_refs: Vec<(&'static str, SecretRef)> = settings::secret_settings(&s)
         .into_iter()
         .filter_map(|(n, v)| SecretRef::parse(n, v).ok().map(|r| (n, r)))
         .filter(|(_, r)| !matches!(r, SecretRef::Literal(_)))
@@ -778,7 +778,7 @@ async fn check_storage(
     }
     // The same credentials the run would use, with key/SAS already read above.
     let watch = |v: &Option<Secret>| v.clone().map(|v| tokio::sync::watch::channel(v).1);
-    let prepared = identity::Prepared {
+    let prepared = settings::Prepared {
         settings: s.clone(),
         identity: identity.cloned(),
         secrets: Arc::new(SecretStore::new(reqwest::Client::new(), None)),
@@ -788,7 +788,7 @@ async fn check_storage(
         storage_sas: watch(&s.storage_sas),
         alert_webhook_secret: None,
     };
-    let lake_auth = match identity::lake_auth(&prepared) {
+    let lake_auth = match settings::lake_auth(&prepared) {
         Ok(a) => a,
         Err(e) => {
             report.add(

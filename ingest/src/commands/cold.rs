@@ -13,7 +13,7 @@ use kvlake_schemas::time::{format_date, parse_date};
 
 use crate::cli::{ColdArgs, HotArgs, LakeArgs};
 use crate::progress::Progress;
-use crate::{identity, settings};
+use crate::settings;
 
 /// Defaults from `coldpath/sql/defaults.toml`, then the file, then `KVLAKE_COLD_<KEY>`.
 pub fn thresholds(file: Option<&Path>) -> Result<Thresholds> {
@@ -72,11 +72,11 @@ pub async fn open_lake(args: &LakeArgs) -> Result<Lake> {
 /// The lake named by `hot`'s lake settings, and the prepared settings (identity,
 /// resolved secrets) it was opened with, for a command that also needs the identity.
 /// Event Hubs is never used by such a command, so its secret is not resolved.
-pub async fn open_lake_with(hot: &HotArgs) -> Result<(Lake, identity::Prepared)> {
-    let mut shared = settings::load(hot)?;
+pub async fn open_lake_with(hot: &HotArgs) -> Result<(Lake, settings::Prepared)> {
+    let mut shared = settings::load(hot.config.as_deref(), hot)?;
     shared.eventhubs_connection_string = None;
-    let prepared = identity::prepare(shared).await?;
-    let auth = identity::lake_auth(&prepared)?;
+    let prepared = settings::prepare(shared).await?;
+    let auth = settings::lake_auth(&prepared)?;
     let url = prepared
         .settings
         .lake

@@ -4,11 +4,11 @@
 use anyhow::{Context, Result};
 
 use crate::cli::HotArgs;
-use crate::identity::{self, SecretRef, SecretStore};
+use crate::identity::{SecretRef, SecretStore};
 use crate::settings;
 
 pub async fn show(args: &HotArgs) -> Result<()> {
-    let s = settings::load(args)?;
+    let s = settings::load(args.config.as_deref(), args)?;
     let text = toml::to_string_pretty(&s).context("cannot print the settings")?;
     println!("# effective settings: defaults < TOML file < KVLAKE_* environment < flags");
     println!("# secrets print as [REDACTED], references as written (env:, file:, Key Vault URL)");
@@ -28,7 +28,7 @@ pub async fn show(args: &HotArgs) -> Result<()> {
             }
         }
     }
-    let id = identity::identity_options(&s)?;
+    let id = settings::identity_options(&s)?;
     println!("\n[derived]");
     println!("credential = {:?}", id.kind.name());
     println!(

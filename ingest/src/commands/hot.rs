@@ -13,9 +13,9 @@ use crate::progress::Progress;
 use crate::settings;
 
 pub async fn run(args: &HotArgs, shutdown: CancellationToken) -> Result<()> {
-    let prepared = identity::prepare(settings::load(args)?).await?;
+    let prepared = settings::prepare(settings::load(args.config.as_deref(), args)?).await?;
     let refresh = settings::secret_refresh(&prepared.settings)?;
-    let lake_auth = identity::lake_auth(&prepared)?;
+    let lake_auth = settings::lake_auth(&prepared)?;
     let (mut cfg, spec, metrics_addr) = settings::validate(prepared.settings.clone())?;
     let endpoints = CancellationToken::new();
     if cfg.kafka.get("sasl.mechanism").map(String::as_str) == Some("OAUTHBEARER") {
@@ -121,12 +121,24 @@ pub async fn run(args: &HotArgs, shutdown: CancellationToken) -> Result<()> {
         secs,
         summary.bytes() as f64 / 1e6 / secs
     );
+    if !summary.left_behind.is_empty() {
+        let messages: i64 = summary.left_behind.iter().map(|(_, n)| n).sum();
+        tracing::info!(
+            messages,
+            partitions = ?summary.left_behind,
+            "messages past this run's end point; the next run takes them"
+        );
+        println!(
+            "{messages} messages on {} partitions are past this run's end point (they arrived during the run, or the broker under-reported its high watermark at the start): the next run takes them",
+            summary.left_behind.len()
+        );
+    }
     Ok(())
 }
 
 /// The one-line error of a refused Kafka connection: the namespace and the fix.
 pub(crate) fn refusal_line(
-    prepared: &identity::Prepared,
+    prepared: &settings::Prepared,
     kafka: &std::collections::BTreeMap<String, String>,
     r: &kvlake_hotpath::source::Refusal,
 ) -> String {
@@ -147,7 +159,7 @@ pub(crate) fn refusal_line(
 /// The speed layer's settings: the thresholds shared with the cold path (the same file and
 /// `KVLAKE_COLD_<KEY>` variables as `kvlake cold`), the lateness and the sinks.
 fn speed_config(
-    prepared: &identity::Prepared,
+    prepared: &settings::Prepared,
     replay: bool,
 ) -> Result<Option<kvlake_hotpath::speed::SpeedConfig>> {
     let s = &prepared.settings;

@@ -437,6 +437,20 @@ pub fn one_line(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// For output (`kvlake config show`): a reference (`env:NAME`, `file:PATH`, a Key Vault
+/// URL) as written, since it names a place and not a value; a value as `[REDACTED]`.
+pub fn serialize_described<S: serde::Serializer>(
+    v: &Option<Secret>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match v {
+        None => s.serialize_none(),
+        Some(v) => s.serialize_str(
+            &SecretRef::parse("", v).map_or_else(|_| "[REDACTED]".to_string(), |r| r.describe()),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,7 +21,10 @@ use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Meter, MeterProvider as _};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 
-use crate::telemetry::SECONDS_BUCKETS;
+/// Seconds buckets for the batch and commit histograms (Prometheus and OTLP alike).
+pub(crate) const SECONDS_BUCKETS: &[f64] = &[
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
 
 /// Set once OTLP metrics are on: the Prometheus recorder then joins the fan-out here.
 static LATE_PROMETHEUS: OnceLock<PrometheusRecorder> = OnceLock::new();

@@ -3,6 +3,7 @@
 //! message that names the setting and the fix.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -11,9 +12,11 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use kvlake_hotpath::{Assignment, HotConfig, RunMode, StartPosition};
 use serde::Deserialize;
 
-use crate::cli::HotArgs;
 use crate::eventhubs;
 use crate::secret::Secret;
+
+mod prepared;
+pub use prepared::{Prepared, identity_options, lake_auth, prepare, secret_settings};
 
 /// Every setting, as the layers left it; not yet validated. Serializes for
 /// `kvlake config show` only: secrets print as `[REDACTED]` or as their reference.
@@ -29,7 +32,7 @@ pub struct HotSettings {
     #[serde(default)]
     pub kafka_options: BTreeMap<String, String>,
     pub security_protocol: Option<String>,
-    #[serde(serialize_with = "crate::secret::serialize_described")]
+    #[serde(serialize_with = "crate::identity::secrets::serialize_described")]
     pub eventhubs_connection_string: Option<Secret>,
     #[serde(default)]
     pub until_caught_up: bool,
@@ -56,16 +59,16 @@ pub struct HotSettings {
     pub credential: Option<String>,
     pub tenant_id: Option<String>,
     pub client_id: Option<String>,
-    #[serde(serialize_with = "crate::secret::serialize_described")]
+    #[serde(serialize_with = "crate::identity::secrets::serialize_described")]
     pub client_secret: Option<Secret>,
     pub client_certificate: Option<String>,
-    #[serde(serialize_with = "crate::secret::serialize_described")]
+    #[serde(serialize_with = "crate::identity::secrets::serialize_described")]
     pub client_certificate_password: Option<Secret>,
     pub kafka_oauth_scope: Option<String>,
     pub storage_auth: Option<String>,
-    #[serde(serialize_with = "crate::secret::serialize_described")]
+    #[serde(serialize_with = "crate::identity::secrets::serialize_described")]
     pub storage_account_key: Option<Secret>,
-    #[serde(serialize_with = "crate::secret::serialize_described")]
+    #[serde(serialize_with = "crate::identity::secrets::serialize_described")]
     pub storage_sas: Option<Secret>,
     pub secret_refresh: Option<String>,
     pub ca_file: Option<String>,
@@ -74,7 +77,7 @@ pub struct HotSettings {
     pub alert_lateness: Option<String>,
     #[serde(default)]
     pub alert_webhook: Vec<String>,
-    #[serde(serialize_with = "crate::secret::serialize_described")]
+    #[serde(serialize_with = "crate::identity::secrets::serialize_described")]
     pub alert_webhook_secret: Option<Secret>,
     pub alert_logs_endpoint: Option<String>,
     pub alert_logs_rule: Option<String>,
@@ -129,10 +132,11 @@ const ENV_KEYS: &[&str] = &[
     "alert_logs_stream",
 ];
 
-/// Merges the layers.
-pub fn load(args: &HotArgs) -> Result<HotSettings> {
+/// Merges the layers: the TOML file at `config` (when given), the `KVLAKE_*` environment,
+/// then `flags` (the command line's settings, serialized; unset flags serialize as nothing).
+pub fn load(config: Option<&Path>, flags: &impl serde::Serialize) -> Result<HotSettings> {
     let mut fig = Figment::new();
-    if let Some(path) = &args.config {
+    if let Some(path) = config {
         if !path.exists() {
             bail!(
                 "config file {} does not exist (--config / KVLAKE_CONFIG)",
@@ -143,7 +147,7 @@ pub fn load(args: &HotArgs) -> Result<HotSettings> {
     }
     fig = fig
         .merge(Env::prefixed("KVLAKE_").only(ENV_KEYS))
-        .merge(Serialized::globals(args));
+        .merge(Serialized::globals(flags));
     fig.extract::<HotSettings>()
         .map_err(|e| anyhow!("invalid setting: {e}"))
 }
