@@ -9,6 +9,7 @@ pub mod loganalytics;
 pub mod logsingestion;
 pub mod sinks;
 pub mod standin;
+pub mod tansu;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
