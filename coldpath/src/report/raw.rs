@@ -5,11 +5,17 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use arrow::compute::{
+    SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch,
+};
+use arrow::error::ArrowError;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::error::DataFusionError;
 use datafusion::execution::context::SessionContext;
+use datafusion::prelude::SessionConfig;
 use datafusion::prelude::{Expr, coalesce, col, lit, lower};
 use datafusion::scalar::ScalarValue;
 use kvlake_lake::tables::raw_table;
@@ -65,7 +71,13 @@ impl RawIndex {
                     .push(format!("{RAW_TABLE}/{}", add.path));
             }
         }
-        let ctx = SessionContext::new();
+        // Filters evaluated while decoding (late materialization): a finding's filter
+        // keeps a sliver of a day's rows, and the other columns of the rest are never decoded.
+        let ctx = SessionContext::new_with_config(
+            SessionConfig::new()
+                .set_bool("datafusion.execution.parquet.pushdown_filters", true)
+                .set_bool("datafusion.execution.parquet.reorder_filters", true),
+        );
         let (store, root) = lake.store();
         let store: Arc<dyn ObjectStore> = if root.as_ref().is_empty() {
             store.clone()
@@ -125,14 +137,17 @@ impl RawIndex {
             .with_schema(kvlake_schemas::raw::raw_file_schema());
         let table = ListingTable::try_new(config).map_err(|e| ReportError::query("raw", e))?;
         let q = |e| ReportError::query("raw events", e);
+        let q_arrow = |e: ArrowError| ReportError::query("raw events", e.into());
         let df = self
             .ctx
             .read_table(Arc::new(table))
             .map_err(q)?
             .filter(filter)
             .map_err(q)?;
-        let total = df.clone().count().await.map_err(q)?;
-        let rows = df
+        // One scan: the matching rows (one finding's window, at most 48 hours of one
+        // vault, identity or IP), counted here and ordered by time and coordinates,
+        // the first `limit` kept. Counting and sorting in two queries read the files twice.
+        let matching = df
             .select(vec![
                 col("time"),
                 col("operation_name"),
@@ -148,19 +163,37 @@ impl RawIndex {
                 col("_record_index"),
             ])
             .map_err(q)?
-            .sort(vec![
-                col("time").sort(true, true),
-                col("_source").sort(true, true),
-                col("_partition").sort(true, true),
-                col("_offset").sort(true, true),
-                col("_record_index").sort(true, true),
-            ])
-            .map_err(q)?
-            .limit(0, Some(limit))
-            .map_err(q)?
             .collect()
             .await
             .map_err(q)?;
+        let total: usize = matching.iter().map(|b| b.num_rows()).sum();
+        finding.raw.total = total as u64;
+        let Some(first) = matching.first() else {
+            return Ok(());
+        };
+        let all = concat_batches(&first.schema(), &matching).map_err(q_arrow)?;
+        let order = ["time", "_source", "_partition", "_offset", "_record_index"]
+            .iter()
+            .map(|c| {
+                Ok(SortColumn {
+                    values: all
+                        .column_by_name(c)
+                        .ok_or_else(|| {
+                            ReportError::query(
+                                "raw events",
+                                DataFusionError::Internal(format!("no column {c}")),
+                            )
+                        })?
+                        .clone(),
+                    options: Some(SortOptions {
+                        descending: false,
+                        nulls_first: true,
+                    }),
+                })
+            })
+            .collect::<Result<Vec<_>, ReportError>>()?;
+        let first_rows = lexsort_to_indices(&order, Some(limit)).map_err(q_arrow)?;
+        let rows = vec![take_record_batch(&all, &first_rows).map_err(q_arrow)?];
         let r = Rows::from(rows);
         let (time, op, vault, id) = (
             r.micros("time")?,
@@ -180,7 +213,6 @@ impl RawIndex {
             r.int("_offset")?,
             r.int("_record_index")?,
         );
-        finding.raw.total = total as u64;
         finding.raw.rows = (0..r.len())
             .map(|i| {
                 let t = time[i].unwrap_or_default();
