@@ -14,8 +14,10 @@
 //!    to done (and from the first partition assignment to done, which leaves out process
 //!    start and the coordinator's join delay), each instance's CPU seconds
 //!    (`/proc/<pid>/stat` utime + stime, read at done, before the instance is stopped with
-//!    SIGTERM), MB per CPU-second, MB/s per instance (its `batch committed` lines'
-//!    `message_bytes` over the wall time), and the 2-vs-1 throughput ratio. Tansu, the
+//!    SIGTERM; beside it the time its threads spent waiting on a run queue, summed over
+//!    them, `/proc/<pid>/task/*/schedstat`), MB per CPU-second, MB/s per instance (its
+//!    `batch committed` lines' `message_bytes` over the wall time), and the 2-vs-1
+//!    throughput ratio. Tansu, the
 //!    harness and whoever else uses the machine are not pinned: their CPU seconds during
 //!    the run are printed beside the figures (the "others" figure is the machine's busy
 //!    time from `/proc/stat` less kvlake, Tansu and the harness).
@@ -296,7 +298,9 @@ struct Figures {
     from_assigned: f64,
     /// CPU seconds per instance, read at done.
     cpu: Vec<f64>,
-    /// Seconds each instance's threads waited on a run queue for their core, read at done.
+    /// Seconds each instance's live threads waited on a run queue, summed over the threads,
+    /// read at done: its own threads queue behind each other on its one core too, so this is
+    /// not all other people's load.
     waited: Vec<f64>,
     /// Message bytes each instance committed (its `batch committed` lines).
     bytes: Vec<u64>,
@@ -314,7 +318,7 @@ impl Figures {
         let cpu: f64 = self.cpu.iter().sum();
         format!(
             "{n} instance{} (core{} {}): wall {:.2} s (first assignment → done {:.2} s); \
-             CPU {} s (waited for the core {} s); {:.1} MB per CPU-second; MB/s per instance {} (MB committed {}; \
+             CPU {} s (run-queue wait, summed over its threads, {} s); {:.1} MB per CPU-second; MB/s per instance {} (MB committed {}; \
              partitions {}); meanwhile Tansu {:.1} CPU-s, harness {:.1}, others {:.1}; load {}",
             if n == 1 { " " } else { "s" },
             if n == 1 { "" } else { "s" },
