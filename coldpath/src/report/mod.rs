@@ -17,7 +17,6 @@ pub mod tables;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use futures::{StreamExt, TryStreamExt};
 use kvlake_lake::Lake;
 use kvlake_schemas::time::format_date;
 
@@ -34,8 +33,6 @@ pub const ALERTS_TABLE: &str = "alerts";
 pub const MAX_DAYS: u32 = 3660;
 /// The most raw events listed under one finding.
 pub const MAX_RAW_ROWS: usize = 1000;
-/// Findings whose raw events are read at once.
-const RAW_SCANS_IN_FLIGHT: usize = 4;
 
 /// What to report on.
 #[derive(Debug, Clone)]
@@ -249,17 +246,9 @@ pub async fn build(lake: &Lake, opts: &ReportOptions) -> Result<Report, ReportEr
 
     match raw::RawIndex::open(lake).await? {
         Some(index) => {
-            // A few findings at a time: each is a scan of its window's raw files, and the
-            // scans of different findings overlap their reads.
-            let index = &index;
-            futures::stream::iter(findings.iter_mut().map(|f| async move {
-                index
-                    .attach(f, opts.raw_rows, &t.sensitive_operations)
-                    .await
-            }))
-            .buffer_unordered(RAW_SCANS_IN_FLIGHT)
-            .try_collect::<Vec<()>>()
-            .await?;
+            index
+                .attach_all(&mut findings, opts.raw_rows, &t.sensitive_operations)
+                .await?;
         }
         None => {
             for f in &mut findings {

@@ -3,12 +3,16 @@
 //! and kind in DataFusion; how many match and the first few by time.
 
 use std::collections::BTreeMap;
+
+use futures::{StreamExt, TryStreamExt};
 use std::sync::Arc;
 
+use arrow::array::RecordBatch;
 use arrow::compute::{
     SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch,
 };
 use arrow::error::ArrowError;
+use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
@@ -89,13 +93,39 @@ impl RawIndex {
         Ok(Some(RawIndex { ctx, files }))
     }
 
-    /// Fills `finding.raw`: the matching rows' count and the first `limit` of them.
-    pub async fn attach(
+    /// Fills every finding's `raw`: the matching rows' count and the first `limit` of them.
+    /// Findings whose windows cover the same raw files (a day's findings, typically) share
+    /// one scan with their filters OR-ed; each finding's own filter then runs over those
+    /// rows in memory. A scan per finding read a busy day's files once per finding.
+    pub async fn attach_all(
         &self,
-        finding: &mut Finding,
+        findings: &mut [Finding],
         limit: usize,
         sensitive: &[String],
     ) -> Result<(), ReportError> {
+        let mut groups: BTreeMap<Vec<String>, Vec<(usize, Expr)>> = BTreeMap::new();
+        for (i, finding) in findings.iter_mut().enumerate() {
+            let (files, filter) = self.plan(finding, sensitive);
+            if !files.is_empty() {
+                groups.entry(files).or_default().push((i, filter));
+            }
+        }
+        let matched: Vec<Vec<(usize, Vec<RecordBatch>)>> = futures::stream::iter(
+            groups
+                .into_iter()
+                .map(|(files, members)| async move { self.scan_group(&files, members).await }),
+        )
+        .buffer_unordered(SCANS_IN_FLIGHT)
+        .try_collect()
+        .await?;
+        for (i, rows) in matched.into_iter().flatten() {
+            fill(&mut findings[i], rows, limit)?;
+        }
+        Ok(())
+    }
+
+    /// The raw files of `finding`'s window and its filter; its words and note go in `raw`.
+    fn plan(&self, finding: &mut Finding, sensitive: &[String]) -> (Vec<String>, Expr) {
         let day = parse_date(&finding.date).unwrap_or(0);
         let start = finding.window_start.unwrap_or(day * 24 * HOUR);
         let mut end = finding.window_end.unwrap_or(start + 24 * HOUR).max(start);
@@ -121,9 +151,16 @@ impl RawIndex {
             note,
             ..RawEvents::default()
         };
-        if files.is_empty() {
-            return Ok(());
-        }
+        (files, filter)
+    }
+
+    /// One scan of `files` for the rows any member wants, then each member's rows.
+    async fn scan_group(
+        &self,
+        files: &[String],
+        members: Vec<(usize, Expr)>,
+    ) -> Result<Vec<(usize, Vec<RecordBatch>)>, ReportError> {
+        let q = |e| ReportError::query("raw events", e);
         let urls = files
             .iter()
             .map(|f| ListingTableUrl::parse(format!("{LAKE_URL}{f}")))
@@ -136,105 +173,154 @@ impl RawIndex {
             )
             .with_schema(kvlake_schemas::raw::raw_file_schema());
         let table = ListingTable::try_new(config).map_err(|e| ReportError::query("raw", e))?;
-        let q = |e| ReportError::query("raw events", e);
-        let q_arrow = |e: ArrowError| ReportError::query("raw events", e.into());
-        let df = self
+        let any = members
+            .iter()
+            .map(|(_, f)| f.clone())
+            .reduce(Expr::or)
+            .unwrap_or_else(|| lit(false));
+        let scanned = self
             .ctx
             .read_table(Arc::new(table))
             .map_err(q)?
-            .filter(filter)
-            .map_err(q)?;
-        // One scan: the matching rows (one finding's window, at most 48 hours of one
-        // vault, identity or IP), counted here and ordered by time and coordinates,
-        // the first `limit` kept. Counting and sorting in two queries read the files twice.
-        let matching = df
-            .select(vec![
-                col("time"),
-                col("operation_name"),
-                col("vault_name"),
-                identity().alias("identity"),
-                col("identity_upn"),
-                col("caller_ip_address"),
-                col("http_status_code"),
-                col("object_name"),
-                col("_source"),
-                col("_partition"),
-                col("_offset"),
-                col("_record_index"),
-            ])
+            .filter(any)
             .map_err(q)?
-            .collect()
-            .await
+            .select(SCANNED.iter().map(|c| col(*c)).collect::<Vec<_>>())
             .map_err(q)?;
-        let total: usize = matching.iter().map(|b| b.num_rows()).sum();
-        finding.raw.total = total as u64;
-        let Some(first) = matching.first() else {
-            return Ok(());
-        };
-        let all = concat_batches(&first.schema(), &matching).map_err(q_arrow)?;
-        let order = ["time", "_source", "_partition", "_offset", "_record_index"]
-            .iter()
-            .map(|c| {
-                Ok(SortColumn {
-                    values: all
-                        .column_by_name(c)
-                        .ok_or_else(|| {
-                            ReportError::query(
-                                "raw events",
-                                DataFusionError::Internal(format!("no column {c}")),
-                            )
-                        })?
-                        .clone(),
-                    options: Some(SortOptions {
-                        descending: false,
-                        nulls_first: true,
-                    }),
-                })
-            })
-            .collect::<Result<Vec<_>, ReportError>>()?;
-        let first_rows = lexsort_to_indices(&order, Some(limit)).map_err(q_arrow)?;
-        let rows = vec![take_record_batch(&all, &first_rows).map_err(q_arrow)?];
-        let r = Rows::from(rows);
-        let (time, op, vault, id) = (
-            r.micros("time")?,
-            r.text("operation_name")?,
-            r.text("vault_name")?,
-            r.text("identity")?,
-        );
-        let (upn, ip, status, object) = (
-            r.text("identity_upn")?,
-            r.text("caller_ip_address")?,
-            r.int("http_status_code")?,
-            r.text("object_name")?,
-        );
-        let (source, partition, offset, index) = (
-            r.text("_source")?,
-            r.int("_partition")?,
-            r.int("_offset")?,
-            r.int("_record_index")?,
-        );
-        finding.raw.rows = (0..r.len())
-            .map(|i| {
-                let t = time[i].unwrap_or_default();
-                RawEvent {
-                    time: t,
-                    time_text: format_timestamp_micros(t),
-                    operation: op[i].clone(),
-                    vault: vault[i].clone(),
-                    identity: id[i].clone(),
-                    upn: upn[i].clone(),
-                    ip: ip[i].clone(),
-                    status: status[i],
-                    object: object[i].clone(),
-                    source: source[i].clone(),
-                    partition: partition[i],
-                    offset: offset[i],
-                    record_index: index[i],
-                }
-            })
-            .collect();
-        Ok(())
+        let schema = scanned.schema().inner().clone();
+        let batches = scanned.collect().await.map_err(q)?;
+        if batches.iter().all(|b| b.num_rows() == 0) {
+            return Ok(members.into_iter().map(|(i, _)| (i, Vec::new())).collect());
+        }
+        let rows = Arc::new(MemTable::try_new(schema, vec![batches]).map_err(q)?);
+        let mut out = Vec::with_capacity(members.len());
+        for (i, filter) in members {
+            let matching = self
+                .ctx
+                .read_table(rows.clone())
+                .map_err(q)?
+                .filter(filter)
+                .map_err(q)?
+                .select(vec![
+                    col("time"),
+                    col("operation_name"),
+                    col("vault_name"),
+                    identity().alias("identity"),
+                    col("identity_upn"),
+                    col("caller_ip_address"),
+                    col("http_status_code"),
+                    col("object_name"),
+                    col("_source"),
+                    col("_partition"),
+                    col("_offset"),
+                    col("_record_index"),
+                ])
+                .map_err(q)?
+                .collect()
+                .await
+                .map_err(q)?;
+            out.push((i, matching));
+        }
+        Ok(out)
     }
+}
+
+/// Raw columns a group's scan keeps: what the findings' filters and their rows read.
+const SCANNED: [&str; 14] = [
+    "time",
+    "operation_name",
+    "result_class",
+    "vault_name",
+    "identity_object_id",
+    "identity_app_id",
+    "identity_upn",
+    "caller_ip_address",
+    "http_status_code",
+    "object_name",
+    "_source",
+    "_partition",
+    "_offset",
+    "_record_index",
+];
+
+/// Groups of findings scanned at once.
+const SCANS_IN_FLIGHT: usize = 4;
+
+/// Puts a finding's matching rows in its `raw`: how many, and the first `limit` by time and
+/// source coordinates (a bounded lexicographic sort).
+fn fill(
+    finding: &mut Finding,
+    matching: Vec<RecordBatch>,
+    limit: usize,
+) -> Result<(), ReportError> {
+    let q_arrow = |e: ArrowError| ReportError::query("raw events", e.into());
+    let total: usize = matching.iter().map(|b| b.num_rows()).sum();
+    finding.raw.total = total as u64;
+    let Some(first) = matching.first() else {
+        return Ok(());
+    };
+    let all = concat_batches(&first.schema(), &matching).map_err(q_arrow)?;
+    let order = ["time", "_source", "_partition", "_offset", "_record_index"]
+        .iter()
+        .map(|c| {
+            Ok(SortColumn {
+                values: all
+                    .column_by_name(c)
+                    .ok_or_else(|| {
+                        ReportError::query(
+                            "raw events",
+                            DataFusionError::Internal(format!("no column {c}")),
+                        )
+                    })?
+                    .clone(),
+                options: Some(SortOptions {
+                    descending: false,
+                    nulls_first: true,
+                }),
+            })
+        })
+        .collect::<Result<Vec<_>, ReportError>>()?;
+    let first_rows = lexsort_to_indices(&order, Some(limit)).map_err(q_arrow)?;
+    let rows = vec![take_record_batch(&all, &first_rows).map_err(q_arrow)?];
+    let r = Rows::from(rows);
+    let (time, op, vault, id) = (
+        r.micros("time")?,
+        r.text("operation_name")?,
+        r.text("vault_name")?,
+        r.text("identity")?,
+    );
+    let (upn, ip, status, object) = (
+        r.text("identity_upn")?,
+        r.text("caller_ip_address")?,
+        r.int("http_status_code")?,
+        r.text("object_name")?,
+    );
+    let (source, partition, offset, index) = (
+        r.text("_source")?,
+        r.int("_partition")?,
+        r.int("_offset")?,
+        r.int("_record_index")?,
+    );
+    finding.raw.rows = (0..r.len())
+        .map(|i| {
+            let t = time[i].unwrap_or_default();
+            RawEvent {
+                time: t,
+                time_text: format_timestamp_micros(t),
+                operation: op[i].clone(),
+                vault: vault[i].clone(),
+                identity: id[i].clone(),
+                upn: upn[i].clone(),
+                ip: ip[i].clone(),
+                status: status[i],
+                object: object[i].clone(),
+                source: source[i].clone(),
+                partition: partition[i],
+                offset: offset[i],
+                record_index: index[i],
+            }
+        })
+        .collect();
+    Ok(())
 }
 
 /// The caller as the cold path names it (`events.sql`).
