@@ -857,20 +857,7 @@ impl Instance {
 
     /// `kvlake_hot_committed_offset` per partition.
     fn committed(&self) -> BTreeMap<i32, i64> {
-        self.metrics()
-            .lines()
-            .filter_map(|l| {
-                let rest = l.strip_prefix("kvlake_hot_committed_offset{")?;
-                let (labels, value) = rest.split_once("} ")?;
-                let p = labels
-                    .split(',')
-                    .find_map(|kv| kv.strip_prefix("partition=\""))?
-                    .trim_end_matches('"')
-                    .parse()
-                    .ok()?;
-                Some((p, value.trim().parse::<f64>().ok()? as i64))
-            })
-            .collect()
+        kvlake_tests::committed_offsets(&self.metrics())
     }
 
     fn commits(&self) -> Vec<Commit> {

@@ -691,6 +691,24 @@ pub fn prometheus_sum(text: &str, name: &str) -> f64 {
         .sum()
 }
 
+/// `kvlake_hot_committed_offset` per partition, from an instance's `/metrics` text.
+pub fn committed_offsets(metrics: &str) -> BTreeMap<i32, i64> {
+    metrics
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("kvlake_hot_committed_offset{")?;
+            let (labels, value) = rest.split_once("} ")?;
+            let p = labels
+                .split(',')
+                .find_map(|kv| kv.strip_prefix("partition=\""))?
+                .trim_end_matches('"')
+                .parse()
+                .ok()?;
+            Some((p, value.trim().parse::<f64>().ok()? as i64))
+        })
+        .collect()
+}
+
 /// `kvlake hot` started in the background, its stderr kept for [`Proc::finish`].
 pub fn spawn_hot(bootstrap: &str, topic: &str, lake: &str, args: &[&str]) -> Result<Proc> {
     Ok(Proc(

@@ -291,19 +291,7 @@ fn committed(port: u16) -> BTreeMap<i32, i64> {
     let Ok((_, text)) = http_get(port, "/metrics") else {
         return BTreeMap::new();
     };
-    text.lines()
-        .filter_map(|l| {
-            let rest = l.strip_prefix("kvlake_hot_committed_offset{")?;
-            let (labels, value) = rest.split_once("} ")?;
-            let p = labels
-                .split(',')
-                .find_map(|kv| kv.strip_prefix("partition=\""))?
-                .trim_end_matches('"')
-                .parse()
-                .ok()?;
-            Some((p, value.trim().parse::<f64>().ok()? as i64))
-        })
-        .collect()
+    committed_offsets(&text)
 }
 
 #[test]
