@@ -90,6 +90,12 @@ pub struct Alert {
 /// enough for ids of at most a few thousand findings a day. Not a security hash: the id
 /// only has to be the same for the same (kind, key, window).
 pub fn alert_id(kind: &str, key: &[&str], window: &str) -> String {
+    id_text(alert_hash(kind, key, window))
+}
+
+/// The hash behind [`alert_id`]: the rules check "raised already" on it, and format the
+/// id only for an alert they raise.
+pub fn alert_hash(kind: &str, key: &[&str], window: &str) -> u128 {
     const OFFSET: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
     const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
     let mut h = OFFSET;
@@ -104,7 +110,19 @@ pub fn alert_id(kind: &str, key: &[&str], window: &str) -> String {
         feed(k);
     }
     feed(window);
-    format!("{h:032x}")
+    h
+}
+
+/// An [`alert_hash`] as the id text (32 hex digits).
+pub fn id_text(hash: u128) -> String {
+    format!("{hash:032x}")
+}
+
+/// The hash of an id text, `None` when it is not one.
+pub fn id_hash(id: &str) -> Option<u128> {
+    (id.len() == 32)
+        .then(|| u128::from_str_radix(id, 16).ok())
+        .flatten()
 }
 
 /// Alerts as one Arrow batch of [`alert_file_schema`].

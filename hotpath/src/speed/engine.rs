@@ -248,7 +248,7 @@ impl Engine {
                 if !self.owned.contains(&partition) {
                     // Taken on (start, restart, rebalance): continue from its checkpoint.
                     if let Some(c) = self.load(partition).await? {
-                        self.rules.state.replace(c);
+                        self.rules.replace(c);
                     }
                     self.owned.insert(partition);
                 }
@@ -282,7 +282,7 @@ impl Engine {
                 // Its records after our last checkpoint are counted again by the new owner.
                 self.owned.remove(&p);
                 self.dirty.remove(&p);
-                self.rules.state.remove(p);
+                self.rules.release(p);
                 self.seen.remove(&p);
             }
         }
@@ -361,7 +361,7 @@ impl Engine {
             }
             self.seen.insert(p, (o.modified_ms, o.size));
             if let Some(c) = self.load(p).await? {
-                let (counts, windows) = self.rules.state.replace(c);
+                let (counts, windows) = self.rules.replace(c);
                 let alerts = self.rules.reevaluate(&counts, &windows, now);
                 self.emit(alerts).await?;
             }

@@ -8,12 +8,12 @@
 
 use std::collections::BTreeMap;
 
-use kvlake_schemas::time::format_date;
+use kvlake_schemas::time::{civil_from_days, format_date};
 
-use super::alert::{Alert, alert_id, kind};
+use super::alert::{Alert, alert_hash, id_hash, id_text, kind};
 use super::event::{Event, Name};
 use super::history::{History, Metric, SERIES_DAYS};
-use super::state::{Key, Map, State, WinEvent, WinKey, WinKind};
+use super::state::{Contribution, Key, Map, State, WinEvent, WinKey, WinKind};
 
 type Set<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
 
@@ -72,12 +72,20 @@ pub struct Rules {
     pub state: State,
     /// What is known from before the live days.
     pub history: History,
-    fired: Set<String>,
-    fired_days: BTreeMap<i32, Vec<String>>,
+    /// Alerts raised (their id hashes), and by day for eviction.
+    fired: Set<u128>,
+    fired_days: BTreeMap<i32, Vec<u128>>,
     /// Highest window count seen per day and (identity, vault), for the peak series.
     peaks: Map<(i32, Metric), u64>,
     stats: Map<(i32, Metric), Stats>,
     ages: Map<i32, u32>,
+    /// Per key, every SecretList time in its window with the different secrets read in
+    /// [l, l + W]: kept up to date by the events `observe` pushes, so a read costs a range
+    /// lookup and an insert per list around it instead of scans of the window (which made
+    /// a busy key quadratic). Derived from the window events: a key's entry is dropped
+    /// when another instance's contribution changes its events (or its partition leaves),
+    /// trimmed with them on eviction, and rebuilt on the next use.
+    list_reads: Map<WinKey, BTreeMap<i64, Set<Name>>>,
     /// Newest event time seen (drives eviction).
     pub max_time: i64,
     lateness: i64,
@@ -99,6 +107,7 @@ impl Rules {
             peaks: Map::default(),
             stats: Map::default(),
             ages: Map::default(),
+            list_reads: Map::default(),
             max_time: i64::MIN,
             lateness: lateness_micros,
             late_records: 0,
@@ -121,6 +130,25 @@ impl Rules {
     pub fn forget_cache(&mut self) {
         self.stats.clear();
         self.ages.clear();
+    }
+
+    /// Replaces partition `p`'s contribution ([`State::replace`]); returns what changed,
+    /// for [`Rules::reevaluate`].
+    pub fn replace(&mut self, c: Contribution) -> (Vec<(i32, Key)>, Vec<WinKey>) {
+        let (counts, windows) = self.state.replace(c);
+        for k in &windows {
+            self.list_reads.remove(k);
+        }
+        (counts, windows)
+    }
+
+    /// Drops partition `p`'s contribution ([`State::remove`]).
+    pub fn release(&mut self, p: i32) {
+        if let Some(old) = self.state.remove(p) {
+            for k in old.windows.keys() {
+                self.list_reads.remove(k);
+            }
+        }
     }
 
     fn window(&self) -> i64 {
@@ -184,7 +212,7 @@ impl Rules {
                     out.extend(self.eval_denied(&wk, Some(ev), now));
                 }
                 if list || get {
-                    out.extend(self.eval_list(&wk, Some(ev), now));
+                    out.extend(self.eval_list(&wk, Some((ev, kind)), now));
                 }
             }
         }
@@ -235,6 +263,11 @@ impl Rules {
         let day = day_of(horizon);
         let window_floor = horizon - self.window();
         let closed = self.state.evict(day, window_floor);
+        // Lists from the floor on keep every read of their windows (reads come after them).
+        self.list_reads.retain(|k, lists| {
+            lists.retain(|l, _| *l >= window_floor);
+            self.state.has_window(k)
+        });
         if closed.is_empty() && day <= self.state.evicted_before.saturating_sub(1) {
             return;
         }
@@ -391,7 +424,7 @@ impl Rules {
         // Every record reaches here for up to five counters: the cheap count conditions
         // come first, the alert id (a hash and a date string) only when they hold.
         let total = self.state.total(day, k);
-        let date = || format_date(i64::from(day));
+        let date = || day_text(day);
         let (ws, we) = (i64::from(day) * DAY, i64::from(day) * DAY + DAY);
         let warm = self.t.warmup_days;
         match k {
@@ -399,7 +432,7 @@ impl Rules {
                 if total <= self.t.mass_retrieval_threshold {
                     return Vec::new();
                 }
-                let id = alert_id(kind::MASS_SECRET_RETRIEVAL, &[oid], &date());
+                let id = alert_hash(kind::MASS_SECRET_RETRIEVAL, &[oid], date().as_str());
                 if self.fired.contains(&id) {
                     return Vec::new();
                 }
@@ -445,7 +478,7 @@ impl Rules {
                 if !fires {
                     return Vec::new();
                 }
-                let id = alert_id(kind::UNUSUAL_VOLUME, &[scope, &name], &date());
+                let id = alert_hash(kind::UNUSUAL_VOLUME, &[scope, &name], date().as_str());
                 if self.fired.contains(&id) {
                     return Vec::new();
                 }
@@ -485,7 +518,7 @@ impl Rules {
                 if total < self.t.new_subject_min_operations {
                     return Vec::new();
                 }
-                let id = alert_id(kind::NEW_IDENTITY_ON_VAULT, &[i, v], &date());
+                let id = alert_hash(kind::NEW_IDENTITY_ON_VAULT, &[i, v], date().as_str());
                 if self.fired.contains(&id) || self.known_before(k, &self.history.pair_first, day) {
                     return Vec::new();
                 }
@@ -514,7 +547,7 @@ impl Rules {
                 if total < self.t.new_subject_min_operations {
                     return Vec::new();
                 }
-                let id = alert_id(kind::NEW_IP_FOR_IDENTITY, &[i, ip], &date());
+                let id = alert_hash(kind::NEW_IP_FOR_IDENTITY, &[i, ip], date().as_str());
                 if self.fired.contains(&id) || self.known_before(k, &self.history.ip_first, day) {
                     return Vec::new();
                 }
@@ -554,10 +587,10 @@ impl Rules {
         let day = day_of(ev.time);
         let who = ev.identity.as_deref().unwrap_or("(anonymous)");
         let vault = ev.vault.as_deref().unwrap_or("");
-        let id = alert_id(
+        let id = alert_hash(
             kind::SENSITIVE_OPERATION,
             &[who, vault, &ev.operation],
-            &format_date(i64::from(day)),
+            day_text(day).as_str(),
         );
         if self.fired.contains(&id) {
             return Vec::new();
@@ -611,8 +644,7 @@ impl Rules {
             if count < self.t.denied_burst_min {
                 continue;
             }
-            let date = format_date(i64::from(day));
-            let id = alert_id(kind::DENIED_BURST, &[&wk.0, &wk.1], &date);
+            let id = alert_hash(kind::DENIED_BURST, &[&wk.0, &wk.1], day_text(day).as_str());
             if self.fired.contains(&id) {
                 continue;
             }
@@ -642,39 +674,64 @@ impl Rules {
     }
 
     /// Lists of `wk`: for each SecretList l whose window [l, l + W] holds `ev`, the
-    /// different secrets read in it.
-    fn eval_list(&mut self, wk: &WinKey, ev: Option<&Event>, now: i64) -> Vec<Alert> {
+    /// different secrets read in it (every list of the key when `ev` is `None`). `ev`
+    /// comes with the kind of window event it was just pushed as.
+    fn eval_list(&mut self, wk: &WinKey, ev: Option<(&Event, WinKind)>, now: i64) -> Vec<Alert> {
         let w = self.window();
-        // Most reads have no SecretList before them in the window: find the lists first,
-        // and gather the reads only for those.
-        let mut lists: Vec<i64> = self
-            .state
-            .window_events(wk)
-            .filter(|e| e.kind == WinKind::List)
-            .filter(|e| ev.is_none_or(|ev| ev.time >= e.t && ev.time <= e.t + w))
-            .map(|e| e.t)
-            .collect();
-        if lists.is_empty() {
-            return Vec::new();
-        }
-        lists.sort_unstable();
-        lists.dedup();
-        let reads: Vec<&WinEvent> = self
-            .state
-            .window_events(wk)
-            .filter(|e| e.kind == WinKind::Get)
-            .collect();
-        let counted: Vec<(i64, u64)> = lists
-            .into_iter()
-            .map(|l| {
-                let secrets: Set<&str> = reads
-                    .iter()
-                    .filter(|e| e.t >= l && e.t <= l + w)
-                    .filter_map(|e| e.secret.as_deref())
-                    .collect();
-                (l, secrets.len() as u64)
-            })
-            .collect();
+        let counted: Vec<(i64, u64)> = {
+            let lists = match (ev, self.list_reads.contains_key(wk)) {
+                (None, true) => self.list_reads.get_mut(wk).expect("checked above"),
+                (Some((e, kind)), true) => {
+                    let lists = self.list_reads.get_mut(wk).expect("checked above");
+                    match kind {
+                        WinKind::List if !lists.contains_key(&e.time) => {
+                            let secrets =
+                                reads_in(&self.state, wk, e.time, e.time.saturating_add(w));
+                            lists.insert(e.time, secrets);
+                        }
+                        WinKind::Get => {
+                            if let Some(s) = &e.object_name {
+                                for (_, secrets) in
+                                    lists.range_mut(e.time.saturating_sub(w)..=e.time)
+                                {
+                                    secrets.insert(s.clone());
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                    lists
+                }
+                // First use since the window events changed: count from the events.
+                _ => {
+                    let mut lists: BTreeMap<i64, Set<Name>> = self
+                        .state
+                        .window_events(wk)
+                        .filter(|e| e.kind == WinKind::List)
+                        .map(|e| (e.t, Set::default()))
+                        .collect();
+                    if !lists.is_empty() {
+                        for e in self.state.window_events(wk) {
+                            if let (WinKind::Get, Some(s)) = (e.kind, &e.secret) {
+                                for (_, secrets) in lists.range_mut(e.t.saturating_sub(w)..=e.t) {
+                                    secrets.insert(s.clone());
+                                }
+                            }
+                        }
+                    }
+                    self.list_reads
+                        .entry(wk.clone())
+                        .insert_entry(lists)
+                        .into_mut()
+                }
+            };
+            let range = match ev {
+                Some((e, _)) => lists.range(e.time.saturating_sub(w)..=e.time),
+                None => lists.range(..),
+            };
+            range.map(|(l, s)| (*l, s.len() as u64)).collect()
+        };
+        let ev = ev.map(|(e, _)| e);
         let mut out = Vec::new();
         for (l, count) in counted {
             let day = day_of(l);
@@ -684,10 +741,10 @@ impl Rules {
             if count < self.t.list_read_min_secrets {
                 continue;
             }
-            let id = alert_id(
+            let id = alert_hash(
                 kind::LIST_THEN_READ,
                 &[&wk.0, &wk.1],
-                &format_date(i64::from(day)),
+                day_text(day).as_str(),
             );
             if self.fired.contains(&id) {
                 continue;
@@ -720,7 +777,7 @@ impl Rules {
     #[allow(clippy::too_many_arguments)]
     fn fire(
         &mut self,
-        id: String,
+        id: u128,
         kind: &str,
         subject: Subject,
         day: i32,
@@ -731,10 +788,10 @@ impl Rules {
         ev: Option<&Event>,
         now: i64,
     ) -> Alert {
-        self.fired.insert(id.clone());
-        self.fired_days.entry(day).or_default().push(id.clone());
+        self.fired.insert(id);
+        self.fired_days.entry(day).or_default().push(id);
         Alert {
-            alert_id: id,
+            alert_id: id_text(id),
             kind: kind.to_string(),
             subject_type: subject.subject_type.to_string(),
             subject: subject.subject,
@@ -760,12 +817,61 @@ impl Rules {
     /// Marks ids already raised (read back from the outbox at start), so that a restart
     /// does not raise them again.
     pub fn already_fired(&mut self, ids: impl IntoIterator<Item = (i32, String)>) {
-        for (day, id) in ids {
-            if self.fired.insert(id.clone()) {
+        // Every id in the outbox is an `alert_id`; anything else cannot collide with one.
+        for (day, id) in ids
+            .into_iter()
+            .filter_map(|(d, id)| Some((d, id_hash(&id)?)))
+        {
+            if self.fired.insert(id) {
                 self.fired_days.entry(day).or_default().push(id);
             }
         }
     }
+}
+
+/// A day as `YYYY-MM-DD` ([`format_date`]'s text) on the stack for four-digit years:
+/// every evaluation whose count condition holds hashes it into an alert id.
+enum DayText {
+    Short([u8; 10]),
+    Long(String),
+}
+
+impl DayText {
+    fn as_str(&self) -> &str {
+        match self {
+            DayText::Short(b) => std::str::from_utf8(b).unwrap_or_default(),
+            DayText::Long(s) => s,
+        }
+    }
+}
+
+fn day_text(day: i32) -> DayText {
+    let (y, m, d) = civil_from_days(i64::from(day));
+    let Ok(y @ 0..=9999) = u32::try_from(y) else {
+        return DayText::Long(format_date(i64::from(day)));
+    };
+    let digit = |v: u32| b'0' + (v % 10) as u8;
+    DayText::Short([
+        digit(y / 1000),
+        digit(y / 100),
+        digit(y / 10),
+        digit(y),
+        b'-',
+        digit(m / 10),
+        digit(m),
+        b'-',
+        digit(d / 10),
+        digit(d),
+    ])
+}
+
+/// The different secrets `wk` read in [from, to].
+fn reads_in(state: &State, wk: &WinKey, from: i64, to: i64) -> Set<Name> {
+    state
+        .window_events(wk)
+        .filter(|e| e.kind == WinKind::Get && e.t >= from && e.t <= to)
+        .filter_map(|e| e.secret.clone())
+        .collect()
 }
 
 struct Subject {

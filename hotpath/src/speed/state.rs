@@ -187,6 +187,11 @@ impl State {
             .flatten()
     }
 
+    /// Whether any partition holds window events of `key`.
+    pub fn has_window(&self, key: &WinKey) -> bool {
+        self.win_parts.contains_key(key)
+    }
+
     /// The window events of `key` over every partition, sorted by time.
     pub fn window(&self, key: &WinKey) -> Vec<WinEvent> {
         let mut v: Vec<WinEvent> = self.window_events(key).cloned().collect();

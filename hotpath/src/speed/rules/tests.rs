@@ -206,6 +206,92 @@ fn list_then_read_counts_different_secrets_after_a_list() {
 }
 
 #[test]
+fn list_counts_kept_up_to_date_equal_counts_from_scratch() -> Result<(), std::num::TryFromIntError>
+{
+    // Lists and reads of one key in no time order, over two partitions of this instance
+    // and one of another (its contribution replaced now and then, as an exchange does):
+    // after every step the per-list counts the rules keep equal a count from the window
+    // events, and at the end the day's peak is the largest number of different secrets
+    // read within a list's window, counted here from all the events.
+    let mut r = rules(warm_history(&["u1"]));
+    let wk: WinKey = ("u1".into(), "kv1".into());
+    let mut other = Contribution {
+        partition: 9,
+        ..Contribution::default()
+    };
+    let mut seed = 7u64;
+    let mut next = |n: u64| {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        (seed >> 33) % n
+    };
+    let mut events = Vec::new();
+    for i in 0..600 {
+        let t = T0 + i64::try_from(next(40 * 60))? * 1_000_000;
+        let list = next(8) == 0;
+        let secret: Name = format!("s{}", next(14)).into();
+        if next(10) == 0 {
+            other.windows.entry(wk.clone()).or_default().push(WinEvent {
+                t,
+                kind: if list { WinKind::List } else { WinKind::Get },
+                secret: (!list).then(|| secret.clone()),
+            });
+        } else {
+            let mut e = ev(
+                i32::try_from(next(2))?,
+                i,
+                t,
+                if list { "SecretList" } else { "SecretGet" },
+                "u1",
+            );
+            e.object_name = Some(secret.clone());
+            r.observe(&e, 1);
+        }
+        events.push((t, list, secret));
+        if next(40) == 0 || i == 599 {
+            let (_, windows) = r.replace(other.clone());
+            r.reevaluate(&[], &windows, 1);
+        }
+        for (l, secrets) in r.list_reads.get(&wk).into_iter().flatten() {
+            assert_eq!(secrets, &reads_in(&r.state, &wk, *l, l + 10 * MINUTE));
+        }
+    }
+    let w = 10 * MINUTE;
+    let expected = events
+        .iter()
+        .filter(|(_, list, _)| *list)
+        .map(|(l, _, _)| {
+            events
+                .iter()
+                .filter(|(t, list, _)| !list && *t >= *l && *t <= l + w)
+                .map(|(_, _, s)| &**s)
+                .collect::<std::collections::BTreeSet<&str>>()
+                .len() as u64
+        })
+        .max();
+    let peak = r
+        .peaks
+        .get(&(D as i32, Metric::PeakList("u1".into(), "kv1".into())))
+        .copied();
+    assert!(expected.is_some_and(|n| n >= 10), "the test needs a burst");
+    assert_eq!(peak, expected);
+    Ok(())
+}
+
+#[test]
+fn day_text_is_format_date() {
+    for day in (-800_000..3_000_000)
+        .step_by(997)
+        .chain([0, 20_400, 2_932_896, -719_468])
+    {
+        assert_eq!(
+            day_text(day).as_str(),
+            format_date(i64::from(day)),
+            "day {day}"
+        );
+    }
+}
+
+#[test]
 fn new_identity_on_vault_needs_the_warmup_and_five_calls() {
     let mut r = rules(warm_history(&["known"]));
     let mut out = Vec::new();
