@@ -49,6 +49,26 @@ fn decode_all(msgs: &[Vec<u8>], reference: bool) -> usize {
 }
 
 fn bench(c: &mut Criterion) {
+    // `KVLAKE_DECODE_ITERS=<n>`: only decode the envelope case n times with the fast path
+    // and exit, for `perf stat`/`perf record` on a fixed amount of work (user-space cycles
+    // are steadier than wall time on a shared machine).
+    if let Some(n) = std::env::var("KVLAKE_DECODE_ITERS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        let msgs = messages(Shape::DiagnosticSettings, Format::Envelope);
+        let bytes: usize = msgs.iter().map(Vec::len).sum();
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            black_box(decode_all(black_box(&msgs), false));
+        }
+        let secs = t.elapsed().as_secs_f64();
+        eprintln!(
+            "{n} x {bytes} bytes: {:.0} MB/s",
+            (n * bytes) as f64 / secs / 1e6
+        );
+        std::process::exit(0);
+    }
     let cases = [
         ("envelope", Shape::DiagnosticSettings, Format::Envelope),
         (

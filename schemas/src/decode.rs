@@ -1005,6 +1005,65 @@ pub struct Decoder {
     scratch: String,
     /// Allocations of rows' values, for the next rows.
     spare_vals: Vec<Vec<Flex<'static>>>,
+    /// What the last resource id gave.
+    resource: ResourceMemo,
+    /// The allocation of the records of a message, for the next message.
+    spare_staged: Vec<fast::Staged<'static>>,
+}
+
+/// What is derived from resource ids, kept for the records that follow: a stream names a
+/// handful of vaults, so nearly every record's id was seen a few records before.
+#[derive(Debug)]
+struct ResourceMemo {
+    /// A small direct-mapped table, indexed by a hash of the id's length and last bytes.
+    slots: Vec<Option<ResourceParts>>,
+}
+
+/// What one resource id gives.
+#[derive(Debug)]
+struct ResourceParts {
+    id: String,
+    /// It names a managed HSM (`/managedHSMs/`).
+    hsm: bool,
+    /// Subscription, resource group and vault, lower-cased ([`resource_id_parts`]).
+    parts: [Option<String>; 3],
+}
+
+/// Slots in [`ResourceMemo`]: more vaults than one instance usually reads.
+const RESOURCE_SLOTS: usize = 64;
+
+impl Default for ResourceMemo {
+    fn default() -> Self {
+        ResourceMemo {
+            slots: (0..RESOURCE_SLOTS).map(|_| None).collect(),
+        }
+    }
+}
+
+impl ResourceMemo {
+    /// The parts of `id`, derived again only when its slot holds another id.
+    fn get(&mut self, id: &str) -> &ResourceParts {
+        // Ids of one subscription differ at the end (the vault's name): hash the last bytes.
+        let b = id.as_bytes();
+        let tail = b.len().saturating_sub(8);
+        let mut h = b.len() as u64;
+        for &ch in &b[tail..] {
+            h = (h ^ u64::from(ch)).wrapping_mul(0x0100_0000_01b3);
+        }
+        let slot = &mut self.slots[(h >> 7) as usize % RESOURCE_SLOTS];
+        if slot.as_ref().is_some_and(|p| p.id != id) {
+            *slot = None;
+        }
+        slot.get_or_insert_with(|| ResourceParts {
+            id: id.to_owned(),
+            hsm: b.iter().enumerate().any(|(i, &ch)| {
+                ch == b'/'
+                    && b.get(i..i + 13)
+                        .is_some_and(|w| w.eq_ignore_ascii_case(b"/managedhsms/"))
+            }),
+            parts: resource_id_parts(id).map(|p| p.map(str::to_ascii_lowercase)),
+        })
+    }
 }
 
 impl fmt::Debug for Decoder {
@@ -1035,6 +1094,8 @@ impl Decoder {
             dead: DeadLetterBuilders::new(),
             scratch: String::new(),
             spare_vals: Vec::new(),
+            resource: ResourceMemo::default(),
+            spare_staged: Vec::new(),
         }
     }
 
@@ -1112,23 +1173,27 @@ impl Decoder {
     /// The envelope fast path ([`fast`]): true when it took the message, false when it
     /// gave up before appending anything.
     fn decode_envelope(&mut self, text: &str, coords: &SourceCoords<'_>) -> bool {
-        let mut staged = Vec::new();
+        // The last message's (empty) vector, its allocation kept: an empty vector mapped
+        // to the same layout keeps it (in-place collect).
+        let mut staged: Vec<fast::Staged<'_>> = std::mem::take(&mut self.spare_staged)
+            .into_iter()
+            .map(|_| fast::Staged::NotAnObject(""))
+            .collect();
         let allow = self.shape.map_or(ANY, Shape::bit);
-        if fast::envelope(text, allow, &mut staged, &mut self.spare_vals).is_err() {
-            for record in staged {
-                if let fast::Staged::Record(row, _) = record {
-                    self.recycle(row.vals);
-                }
-            }
-            return false;
-        }
-        for (i, record) in staged.into_iter().enumerate() {
+        let taken = fast::envelope(text, allow, &mut staged, &mut self.spare_vals).is_ok();
+        for (i, record) in staged.drain(..).enumerate() {
             match record {
+                fast::Staged::Record(row, _) if !taken => self.recycle(row.vals),
                 fast::Staged::Record(row, raw) => self.finish_record(row, raw, coords, i as i32),
+                fast::Staged::NotAnObject(_) if !taken => {}
                 fast::Staged::NotAnObject(raw) => self.not_an_object(raw, coords, i as i32),
             }
         }
-        true
+        self.spare_staged = staged
+            .into_iter()
+            .map(|_| fast::Staged::NotAnObject(""))
+            .collect();
+        taken
     }
 
     fn decode_inner(&mut self, bytes: &[u8], coords: &SourceCoords<'_>, fast: bool) {
@@ -1270,12 +1335,7 @@ impl Decoder {
         index: i32,
     ) -> Result<(), Refusal> {
         if let (None, Flex::Str(id)) = (self.shape, &row.vals[c::RESOURCE_ID]) {
-            let b = id.as_bytes();
-            row.ev.hsm_resource = b.iter().enumerate().any(|(i, &ch)| {
-                ch == b'/'
-                    && b.get(i..i + 13)
-                        .is_some_and(|w| w.eq_ignore_ascii_case(b"/managedhsms/"))
-            });
+            row.ev.hsm_resource = self.resource.get(id).hsm;
         }
         let shape = self.shape.unwrap_or_else(|| row.ev.shape());
         let refuse = |mut r: Refusal| {
@@ -1408,7 +1468,15 @@ impl Decoder {
             Scalar::Int(_) => "server_error",
             _ => "unknown",
         };
-        let [subscription, group, mut vault] = resource_id.map_or([None; 3], resource_id_parts);
+        // Already lower-cased, from the memo.
+        let [subscription, group, vault_of_id] = match resource_id {
+            Some(id) => {
+                let p = &self.resource.get(id).parts;
+                [0, 1, 2].map(|i| p[i].as_deref())
+            }
+            None => [None; 3],
+        };
+        let mut vault = vault_of_id.map(|v| (v, false));
         let parsed_id = id.map(object_uri_parts);
         let object = match (parsed_id, request_uri) {
             (Some(p), _) if p.1.kind.is_some() => Some(p),
@@ -1417,7 +1485,7 @@ impl Decoder {
         };
         let (mut kind, mut name, mut version) = (None, None, None);
         if let Some((host, o)) = object {
-            vault = vault.or(host);
+            vault = vault.or(host.map(|h| (h, true)));
             (kind, name, version) = (o.kind, o.name, o.version);
         }
         let (day, hour) = day_and_hour(time);
@@ -1425,9 +1493,9 @@ impl Decoder {
         for (col, builder) in self.columns.iter_mut().enumerate().skip(FIRST_DERIVED) {
             let (value, lower) = match col {
                 c::RESULT_CLASS => (Some(result_class), false),
-                c::SUBSCRIPTION_ID => (subscription, true),
-                c::RESOURCE_GROUP => (group, true),
-                c::VAULT_NAME => (vault, true),
+                c::SUBSCRIPTION_ID => (subscription, false),
+                c::RESOURCE_GROUP => (group, false),
+                c::VAULT_NAME => (vault.map(|v| v.0), vault.is_some_and(|v| v.1)),
                 c::OBJECT_KIND => (kind, false),
                 c::OBJECT_NAME => (name, false),
                 c::OBJECT_VERSION => (version, false),

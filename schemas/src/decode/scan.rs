@@ -19,15 +19,24 @@ const MAX_DEPTH: u32 = 100;
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGH: u64 = 0x8080_8080_8080_8080;
 
-/// Whether any byte of `w` is `"`, `\` or below 0x20 (exact, no false positives).
+/// A mask of the bytes of `w` (little-endian lanes) that are `"`, `\` or below 0x20:
+/// zero when there is none, and its lowest set bit always marks the first one. (A borrow
+/// may mark a lane above a true match too, never one below it, so only the lowest bit is
+/// exact.)
 #[inline]
-fn special(w: u64) -> bool {
+fn special_mask(w: u64) -> u64 {
     let quote = w ^ (ONES * u64::from(b'"'));
     let backslash = w ^ (ONES * u64::from(b'\\'));
     let zero_q = quote.wrapping_sub(ONES) & !quote;
     let zero_b = backslash.wrapping_sub(ONES) & !backslash;
     let control = w.wrapping_sub(ONES * 0x20) & !w;
-    (zero_q | zero_b | control) & HIGH != 0
+    (zero_q | zero_b | control) & HIGH
+}
+
+/// Whether any byte of `w` is `"`, `\` or below 0x20 (exact, no false positives).
+#[cfg(test)]
+fn special(w: u64) -> bool {
+    special_mask(w) != 0
 }
 
 fn hex4(b: &[u8], at: usize) -> Res<u32> {
@@ -152,8 +161,12 @@ impl<'a> Scanner<'a> {
         let mut i = start;
         let mut escaped = false;
         loop {
+            // Eight bytes at a time up to the first special byte, which the lowest bit of
+            // the mask points at: the byte loop below then starts on it.
             while let Some(chunk) = b.get(i..).and_then(<[u8]>::first_chunk::<8>) {
-                if special(u64::from_le_bytes(*chunk)) {
+                let m = special_mask(u64::from_le_bytes(*chunk));
+                if m != 0 {
+                    i += (m.trailing_zeros() / 8) as usize;
                     break;
                 }
                 i += 8;

@@ -243,8 +243,35 @@ fn lower<'b>(key: &str, buf: &'b mut [u8; 32]) -> &'b [u8] {
 /// Looks up a key of the top level of a record among the shapes `allow` lets in; returns
 /// the slot and what the key says about the shape.
 pub(crate) fn top_slot(key: &str, allow: u8, ev: &mut Evidence) -> Slot {
+    // The diagnostic-settings spellings first, as they are: what nearly every record
+    // holds, found without lower-casing (the same slots as their lower-cased forms below).
+    let exact = match key {
+        "time" => Some((Slot::Col(c::TIME), DIAG | HSM)),
+        "resourceId" => Some((Slot::Col(c::RESOURCE_ID), DIAG | HSM | AD)),
+        "operationName" => Some((Slot::Col(c::OPERATION_NAME), ANY)),
+        "operationVersion" => Some((Slot::Col(c::OPERATION_VERSION), ANY)),
+        "category" => Some((Slot::Col(c::CATEGORY), ANY)),
+        "resultType" => Some((Slot::Col(c::RESULT_TYPE), ANY)),
+        "resultSignature" => Some((Slot::Col(c::RESULT_SIGNATURE), ANY)),
+        "resultDescription" => Some((Slot::Col(c::RESULT_DESCRIPTION), ANY)),
+        "durationMs" => Some((Slot::Col(c::DURATION_MS), ANY)),
+        "callerIpAddress" => Some((Slot::Col(c::CALLER_IP_ADDRESS), ANY)),
+        "correlationId" => Some((Slot::Col(c::CORRELATION_ID), ANY)),
+        "identity" => Some((Slot::Identity, DIAG | HSM | AZKV)),
+        "properties" => Some((Slot::Properties, DIAG | HSM | AZKV)),
+        _ => None,
+    };
+    let (slot, mask) = match exact {
+        Some(found) => found,
+        None => lowered_slot(key),
+    };
+    top_slot_of(key, slot, mask, allow, ev)
+}
+
+/// [`top_slot`]'s table, on the key lower-cased.
+fn lowered_slot(key: &str) -> (Slot, u8) {
     let mut buf = [0u8; 32];
-    let (slot, mask) = match lower(key, &mut buf) {
+    match lower(key, &mut buf) {
         b"time" => (Slot::Col(c::TIME), DIAG | HSM),
         b"timegenerated" => (Slot::TimeGenerated, AD | AZKV),
         b"resourceid" => (Slot::Col(c::RESOURCE_ID), DIAG | HSM | AD),
@@ -276,7 +303,12 @@ pub(crate) fn top_slot(key: &str, allow: u8, ev: &mut Evidence) -> Slot {
         b"keyproperties" => (Slot::Col(c::KEY_PROPERTIES), HSM | AZKV),
         b"certificateproperties" => (Slot::Col(c::CERTIFICATE_PROPERTIES), HSM | AZKV),
         _ => (Slot::Unknown, 0),
-    };
+    }
+}
+
+/// What a top-level key found in the table (`slot`, for the shapes in `mask`) feeds
+/// when `allow` lets those shapes in, and what it says about the shape.
+fn top_slot_of(key: &str, slot: Slot, mask: u8, allow: u8, ev: &mut Evidence) -> Slot {
     if mask & allow != 0 {
         let first = key.as_bytes().first().copied().unwrap_or(b'a');
         let la_spelled = first.is_ascii_uppercase() || first == b'_';
