@@ -125,8 +125,37 @@ fn base(level: i32) -> WriterPropertiesBuilder {
         .set_max_row_group_row_count(Some(1024 * 1024))
 }
 
+/// hotpath's `writer_properties` after issue 15 (lists copied from encode.rs): zstd-1,
+/// dictionaries except on unique columns, statistics only on the columns readers filter.
+fn issue15() -> WriterPropertiesBuilder {
+    const UNIQUE_NOW: &[&str] = &["_offset", "_enqueued_time", "time", "correlation_id"];
+    const STATISTICS: &[&str] = &[
+        "time",
+        "_enqueued_time",
+        "_partition",
+        "_offset",
+        "operation_name",
+        "vault_name",
+        "http_status_code",
+        "result_class",
+    ];
+    let mut b = WriterProperties::builder().set_statistics_enabled(EnabledStatistics::None);
+    for col in STATISTICS {
+        b = b.set_column_statistics_enabled(ColumnPath::from(*col), EnabledStatistics::Chunk);
+    }
+    for col in UNIQUE_NOW {
+        b = b.set_column_dictionary_enabled(ColumnPath::from(*col), false);
+    }
+    for col in TINY {
+        b = b.set_column_compression(ColumnPath::from(*col), Compression::UNCOMPRESSED);
+    }
+    b.set_compression(zstd(1))
+        .set_max_row_group_row_count(Some(1024 * 1024))
+}
+
 fn variants() -> Vec<(&'static str, WriterProperties)> {
     vec![
+        ("issue15", issue15().build()),
         ("before_zstd3", base(3).build()),
         ("zstd1", base(1).build()),
         (
@@ -158,17 +187,30 @@ fn variants() -> Vec<(&'static str, WriterProperties)> {
 
 /// One column alone under plain/dictionary × compression: median seconds and file bytes.
 fn column_table(batch: &RecordBatch) {
-    let settings: [(&str, bool, Compression); 6] = [
-        ("plain", false, Compression::UNCOMPRESSED),
-        ("plain_z1", false, zstd(1)),
-        ("plain_z3", false, zstd(3)),
-        ("dict", true, Compression::UNCOMPRESSED),
-        ("dict_z1", true, zstd(1)),
-        ("dict_z3", true, zstd(3)),
+    // The last two: what statistics cost on that column (chunk statistics elsewhere).
+    let settings: [(&str, bool, Compression, EnabledStatistics); 8] = [
+        (
+            "plain",
+            false,
+            Compression::UNCOMPRESSED,
+            EnabledStatistics::Chunk,
+        ),
+        ("plain_z1", false, zstd(1), EnabledStatistics::Chunk),
+        ("plain_z3", false, zstd(3), EnabledStatistics::Chunk),
+        (
+            "dict",
+            true,
+            Compression::UNCOMPRESSED,
+            EnabledStatistics::Chunk,
+        ),
+        ("dict_z1", true, zstd(1), EnabledStatistics::Chunk),
+        ("dict_z3", true, zstd(3), EnabledStatistics::Chunk),
+        ("plain_z1_nostat", false, zstd(1), EnabledStatistics::None),
+        ("dict_z1_nostat", true, zstd(1), EnabledStatistics::None),
     ];
     eprint!("{:<32} {:>8}", "column (arrow KB)", "KB");
-    for (name, _, _) in &settings {
-        eprint!(" {:>18}", format!("{name} MB/s|KB"));
+    for (name, _, _, _) in &settings {
+        eprint!(" {:>22}", format!("{name} MB/s|KB"));
     }
     eprintln!();
     for (i, field) in batch.schema().fields().iter().enumerate() {
@@ -180,11 +222,11 @@ fn column_table(batch: &RecordBatch) {
         let Ok(one) = one else { continue };
         let arrow_bytes = col.get_buffer_memory_size();
         eprint!("{:<32} {:>8}", field.name(), arrow_bytes / 1024);
-        for (_, dict, compression) in &settings {
+        for (_, dict, compression, stats) in &settings {
             let props = WriterProperties::builder()
                 .set_dictionary_enabled(*dict)
                 .set_compression(*compression)
-                .set_statistics_enabled(EnabledStatistics::Chunk)
+                .set_statistics_enabled(*stats)
                 .build();
             let mut times = Vec::new();
             let mut size = 0;
@@ -195,7 +237,7 @@ fn column_table(batch: &RecordBatch) {
             }
             times.sort_by(f64::total_cmp);
             let mbs = arrow_bytes as f64 / times[3] / 1e6;
-            eprint!(" {:>18}", format!("{mbs:.0}|{}", size / 1024));
+            eprint!(" {:>22}", format!("{mbs:.0}|{}", size / 1024));
         }
         eprintln!();
     }
