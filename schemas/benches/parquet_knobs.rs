@@ -156,6 +156,28 @@ fn issue15() -> WriterPropertiesBuilder {
 fn variants() -> Vec<(&'static str, WriterProperties)> {
     vec![
         ("issue15", issue15().build()),
+        (
+            "issue15_batch8k",
+            issue15().set_write_batch_size(8192).build(),
+        ),
+        (
+            "issue15_correlation_id_uncompressed",
+            issue15()
+                .set_column_compression(
+                    ColumnPath::from("correlation_id"),
+                    Compression::UNCOMPRESSED,
+                )
+                .build(),
+        ),
+        (
+            "issue15_no_dictionary_on_tiny",
+            TINY.iter()
+                .fold(issue15(), |b, col| {
+                    b.set_column_dictionary_enabled(ColumnPath::from(*col), false)
+                        .set_column_compression(ColumnPath::from(*col), zstd(1))
+                })
+                .build(),
+        ),
         ("before_zstd3", base(3).build()),
         ("zstd1", base(1).build()),
         (
@@ -248,7 +270,10 @@ fn bench(c: &mut Criterion) {
     let bytes: usize = msgs.iter().map(Vec::len).sum();
     let batch = decode(&msgs);
     assert_eq!(batch.num_rows(), RECORDS);
-    column_table(&batch);
+    // `KVLAKE_NO_COLUMN_TABLE=1` skips the per-column table (a minute of encodes).
+    if std::env::var_os("KVLAKE_NO_COLUMN_TABLE").is_none() {
+        column_table(&batch);
+    }
     let mut g = c.benchmark_group(format!("decode_parquet_{:.1}MB", bytes as f64 / 1e6));
     g.throughput(Throughput::Bytes(bytes as u64));
     g.sample_size(10);

@@ -141,6 +141,8 @@ pub(crate) mod c {
     pub const EXTRA: usize = 48;
     pub const DATE: usize = 49;
     pub const HOUR: usize = 50;
+    // Rows hold the columns read from a record only; the tests check the schema's count.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub const COUNT: usize = 51;
 }
 
@@ -155,6 +157,17 @@ const NAMED: [usize; 5] = [
     c::IS_ACCESS_POLICY_MATCH,
     c::IS_RBAC_AUTHORIZED,
 ];
+
+/// Each column's place in [`NAMED`], if it is there: a lookup per value set, not a search.
+const NAMED_INDEX: [Option<u8>; FIRST_DERIVED] = {
+    let mut index = [None; FIRST_DERIVED];
+    let mut i = 0;
+    while i < NAMED.len() {
+        index[NAMED[i]] = Some(i as u8);
+        i += 1;
+    }
+    index
+};
 
 /// A JSON value as it arrived, before coercion to its column's type.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -272,10 +285,11 @@ struct Row<'a> {
 
 impl<'a> Row<'a> {
     fn new() -> Self {
-        Row::with_vals(vec![Flex::Absent; c::COUNT])
+        Row::with_vals(vec![Flex::Absent; FIRST_DERIVED])
     }
 
-    /// A row over `vals`, which holds [`c::COUNT`] absent values.
+    /// A row over `vals`, which holds [`FIRST_DERIVED`] absent values (the columns read
+    /// from a record; the derived ones are computed on the way into the builders).
     fn with_vals(vals: Vec<Flex<'a>>) -> Self {
         Row {
             vals,
@@ -299,8 +313,8 @@ impl<'a> Row<'a> {
         if v.is_empty() && !self.vals[col].is_empty() {
             return;
         }
-        if let Some(i) = NAMED.iter().position(|&n| n == col) {
-            self.names[i] = Some((path.clone(), key));
+        if let Some(&Some(i)) = NAMED_INDEX.get(col) {
+            self.names[usize::from(i)] = Some((path.clone(), key));
         }
         self.vals[col] = v;
     }
@@ -1003,12 +1017,21 @@ pub struct Decoder {
     dead: DeadLetterBuilders,
     /// Reused for lower-cased and braced text on its way into a builder.
     scratch: String,
-    /// Allocations of rows' values, for the next rows.
-    spare_vals: Vec<Vec<Flex<'static>>>,
+    /// Allocations of finished rows, for the next rows.
+    spare: Spare,
     /// What the last resource id gave.
     resource: ResourceMemo,
     /// The allocation of the records of a message, for the next message.
     spare_staged: Vec<fast::Staged<'static>>,
+}
+
+/// Allocations of finished rows, for the rows of the next messages.
+#[derive(Debug, Default)]
+struct Spare {
+    /// Rows' values, emptied.
+    vals: Vec<Vec<Flex<'static>>>,
+    /// Rows' `extra` text, emptied.
+    extra: Vec<String>,
 }
 
 /// What is derived from resource ids, kept for the records that follow: a stream names a
@@ -1093,7 +1116,7 @@ impl Decoder {
             raw_rows: 0,
             dead: DeadLetterBuilders::new(),
             scratch: String::new(),
-            spare_vals: Vec::new(),
+            spare: Spare::default(),
             resource: ResourceMemo::default(),
             spare_staged: Vec::new(),
         }
@@ -1167,7 +1190,7 @@ impl Decoder {
         };
         let text = text.strip_prefix(BOM).unwrap_or(text);
         let allow = self.shape.map_or(ANY, Shape::bit);
-        fast::envelope(text, allow, &mut Vec::new(), &mut Vec::new()).is_ok()
+        fast::envelope(text, allow, &mut Vec::new(), &mut Spare::default()).is_ok()
     }
 
     /// The envelope fast path ([`fast`]): true when it took the message, false when it
@@ -1180,11 +1203,13 @@ impl Decoder {
             .map(|_| fast::Staged::NotAnObject(""))
             .collect();
         let allow = self.shape.map_or(ANY, Shape::bit);
-        let taken = fast::envelope(text, allow, &mut staged, &mut self.spare_vals).is_ok();
+        let taken = fast::envelope(text, allow, &mut staged, &mut self.spare).is_ok();
         for (i, record) in staged.drain(..).enumerate() {
             match record {
                 fast::Staged::Record(row, _) if !taken => self.recycle(row.vals),
-                fast::Staged::Record(row, raw) => self.finish_record(row, raw, coords, i as i32),
+                fast::Staged::Record(mut row, raw) => {
+                    self.finish_record(&mut row, raw, coords, i as i32)
+                }
                 fast::Staged::NotAnObject(_) if !taken => {}
                 fast::Staged::NotAnObject(raw) => self.not_an_object(raw, coords, i as i32),
             }
@@ -1285,7 +1310,7 @@ impl Decoder {
         }
         .deserialize(&mut serde_json::Deserializer::from_str(raw.get()));
         match parsed {
-            Ok(()) => self.finish_record(row, raw.get(), coords, index),
+            Ok(()) => self.finish_record(&mut row, raw.get(), coords, index),
             // Cannot happen for a slice that already parsed as JSON; kept as a dead letter, not a panic.
             Err(e) => self.refused(
                 Refusal {
@@ -1312,9 +1337,22 @@ impl Decoder {
     }
 
     /// Appends a read record, or dead-letters it with its text `raw`.
-    fn finish_record(&mut self, row: Row<'_>, raw: &str, coords: &SourceCoords<'_>, index: i32) {
+    // The row by reference: it is a few hundred bytes, and moving it costs a copy.
+    fn finish_record(
+        &mut self,
+        row: &mut Row<'_>,
+        raw: &str,
+        coords: &SourceCoords<'_>,
+        index: i32,
+    ) {
         if let Err(r) = self.append_row(row, coords, index) {
             self.refused(r, raw, coords, index);
+        }
+        // Nearly every record has a field kvlake does not know: keep the allocation.
+        if row.extra.capacity() > 0 && self.spare.extra.len() < 256 {
+            let mut extra = std::mem::take(&mut row.extra);
+            extra.clear();
+            self.spare.extra.push(extra);
         }
     }
 
@@ -1330,7 +1368,7 @@ impl Decoder {
     /// no partial row behind.
     fn append_row(
         &mut self,
-        mut row: Row<'_>,
+        row: &mut Row<'_>,
         coords: &SourceCoords<'_>,
         index: i32,
     ) -> Result<(), Refusal> {
@@ -1351,7 +1389,7 @@ impl Decoder {
                 shape: None,
             }));
         }
-        settle_log_analytics(&mut row, shape);
+        settle_log_analytics(row, shape);
         let time = match std::mem::take(&mut row.vals[c::TIME]) {
             Flex::Absent | Flex::Null => return Err(refuse(missing(shape.time_field()))),
             Flex::Str(s) if s.trim().is_empty() => {
@@ -1440,16 +1478,18 @@ impl Decoder {
         vals.clear();
         // An empty vector mapped to the same layout keeps its allocation (in-place collect).
         let vals: Vec<Flex<'static>> = vals.into_iter().map(|_| Flex::Absent).collect();
-        if self.spare_vals.len() < 256 {
-            self.spare_vals.push(vals);
+        if self.spare.vals.len() < 256 {
+            self.spare.vals.push(vals);
         }
     }
 
     /// A row whose values reuse a recycled allocation.
-    fn new_row<'a>(spare: &mut Vec<Vec<Flex<'static>>>) -> Row<'a> {
-        let mut vals: Vec<Flex<'a>> = spare.pop().unwrap_or_default();
-        vals.resize(c::COUNT, Flex::Absent);
-        Row::with_vals(vals)
+    fn new_row<'a>(spare: &mut Spare) -> Row<'a> {
+        let mut vals: Vec<Flex<'a>> = spare.vals.pop().unwrap_or_default();
+        vals.resize(FIRST_DERIVED, Flex::Absent);
+        let mut row = Row::with_vals(vals);
+        row.extra = spare.extra.pop().unwrap_or_default();
+        row
     }
 
     /// Appends the derived columns: from the status code, and from the resource id,

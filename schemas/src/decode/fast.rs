@@ -10,7 +10,9 @@
 use std::borrow::Cow;
 
 use super::scan::{GiveUp, Res, Scanner};
-use super::{Decoder, Flex, Row, Section, SectionSeed, Slot, escaped_str, flex_text, section_path};
+use super::{
+    Decoder, Flex, Row, Section, SectionSeed, Slot, Spare, escaped_str, flex_text, section_path,
+};
 use crate::decode::shape::Shape;
 
 /// A record of an envelope, read but not yet appended.
@@ -28,7 +30,7 @@ pub(super) fn envelope<'a>(
     text: &'a str,
     allow: u8,
     out: &mut Vec<Staged<'a>>,
-    spare: &mut Vec<Vec<Flex<'static>>>,
+    spare: &mut Spare,
 ) -> Res<()> {
     let mut s = Scanner::new(text);
     if s.peek()? != b'{' {

@@ -326,6 +326,18 @@ mod tests {
                 assert!(special(u64::from_le_bytes(w)), "{byte:#x} at {lane}");
             }
         }
+        // The lowest bit of the mask is the first special byte, whatever follows it.
+        for lane in 0..8 {
+            for byte in [b'"', b'\\', 0u8, 0x1f] {
+                for after in [b'a', b'"', 0u8, 0x01, 0xff] {
+                    let mut w = [0xc3u8; 8];
+                    w[lane] = byte;
+                    w[lane + 1..].fill(after);
+                    let m = special_mask(u64::from_le_bytes(w));
+                    assert_eq!(m.trailing_zeros() / 8, lane as u32, "{byte:#x} at {lane}");
+                }
+            }
+        }
         assert!(!special(u64::from_le_bytes(*b"ab \x7f\xc3\xa9~!")));
         assert!(!special(u64::from_le_bytes([
             0x20, 0x21, 0xff, 0x80, 0x5b, 0x5d, 0x23, 0x7e
