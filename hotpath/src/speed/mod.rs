@@ -8,6 +8,7 @@ pub mod alert;
 pub mod engine;
 pub mod event;
 pub mod history;
+pub mod list_reads;
 pub mod outbox;
 pub mod rules;
 pub mod sinks;

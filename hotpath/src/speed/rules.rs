@@ -13,6 +13,7 @@ use kvlake_schemas::time::{civil_from_days, format_date};
 use super::alert::{Alert, alert_hash, id_hash, id_text, kind};
 use super::event::{Event, Name};
 use super::history::{History, Metric, SERIES_DAYS};
+use super::list_reads::ListReads;
 use super::state::{Contribution, Key, Map, State, WinEvent, WinKey, WinKind};
 
 type Set<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
@@ -79,13 +80,11 @@ pub struct Rules {
     peaks: Map<(i32, Metric), u64>,
     stats: Map<(i32, Metric), Stats>,
     ages: Map<i32, u32>,
-    /// Per key, every SecretList time in its window with the different secrets read in
-    /// [l, l + W]: kept up to date by the events `observe` pushes, so a read costs a range
-    /// lookup and an insert per list around it instead of scans of the window (which made
-    /// a busy key quadratic). Derived from the window events: a key's entry is dropped
+    /// Per key, the list-then-read counts ([`ListReads`]): kept up to date by the
+    /// events `observe` pushes. Derived from the window events: a key's entry is dropped
     /// when another instance's contribution changes its events (or its partition leaves),
     /// trimmed with them on eviction, and rebuilt on the next use.
-    list_reads: Map<WinKey, BTreeMap<i64, Set<Name>>>,
+    list_reads: Map<WinKey, ListReads>,
     /// Newest event time seen (drives eviction).
     pub max_time: i64,
     lateness: i64,
@@ -265,7 +264,7 @@ impl Rules {
         let closed = self.state.evict(day, window_floor);
         // Lists from the floor on keep every read of their windows (reads come after them).
         self.list_reads.retain(|k, lists| {
-            lists.retain(|l, _| *l >= window_floor);
+            lists.trim(window_floor);
             self.state.has_window(k)
         });
         if closed.is_empty() && day <= self.state.evicted_before.saturating_sub(1) {
@@ -678,59 +677,22 @@ impl Rules {
     /// comes with the kind of window event it was just pushed as.
     fn eval_list(&mut self, wk: &WinKey, ev: Option<(&Event, WinKind)>, now: i64) -> Vec<Alert> {
         let w = self.window();
-        let counted: Vec<(i64, u64)> = {
-            let lists = match (ev, self.list_reads.contains_key(wk)) {
-                (None, true) => self.list_reads.get_mut(wk).expect("checked above"),
-                (Some((e, kind)), true) => {
-                    let lists = self.list_reads.get_mut(wk).expect("checked above");
-                    match kind {
-                        WinKind::List if !lists.contains_key(&e.time) => {
-                            let secrets =
-                                reads_in(&self.state, wk, e.time, e.time.saturating_add(w));
-                            lists.insert(e.time, secrets);
-                        }
-                        WinKind::Get => {
-                            if let Some(s) = &e.object_name {
-                                for (_, secrets) in
-                                    lists.range_mut(e.time.saturating_sub(w)..=e.time)
-                                {
-                                    secrets.insert(s.clone());
-                                }
-                            }
-                        }
-                        _ => {}
-                    }
-                    lists
+        let state = &self.state;
+        let lists = self
+            .list_reads
+            .entry(wk.clone())
+            .or_insert_with(|| ListReads::from_events(state.window_events(wk), w));
+        // A new entry holds `ev` already (it was pushed before); an old one learns it here.
+        match ev {
+            Some((e, WinKind::List)) => lists.list(e.time),
+            Some((e, WinKind::Get)) => {
+                if let Some(s) = &e.object_name {
+                    lists.read(s, e.time);
                 }
-                // First use since the window events changed: count from the events.
-                _ => {
-                    let mut lists: BTreeMap<i64, Set<Name>> = self
-                        .state
-                        .window_events(wk)
-                        .filter(|e| e.kind == WinKind::List)
-                        .map(|e| (e.t, Set::default()))
-                        .collect();
-                    if !lists.is_empty() {
-                        for e in self.state.window_events(wk) {
-                            if let (WinKind::Get, Some(s)) = (e.kind, &e.secret) {
-                                for (_, secrets) in lists.range_mut(e.t.saturating_sub(w)..=e.t) {
-                                    secrets.insert(s.clone());
-                                }
-                            }
-                        }
-                    }
-                    self.list_reads
-                        .entry(wk.clone())
-                        .insert_entry(lists)
-                        .into_mut()
-                }
-            };
-            let range = match ev {
-                Some((e, _)) => lists.range(e.time.saturating_sub(w)..=e.time),
-                None => lists.range(..),
-            };
-            range.map(|(l, s)| (*l, s.len() as u64)).collect()
-        };
+            }
+            _ => {}
+        }
+        let counted: Vec<(i64, u64)> = lists.around(ev.map(|(e, _)| e.time)).collect();
         let ev = ev.map(|(e, _)| e);
         let mut out = Vec::new();
         for (l, count) in counted {
@@ -863,15 +825,6 @@ fn day_text(day: i32) -> DayText {
         digit(d / 10),
         digit(d),
     ])
-}
-
-/// The different secrets `wk` read in [from, to].
-fn reads_in(state: &State, wk: &WinKey, from: i64, to: i64) -> Set<Name> {
-    state
-        .window_events(wk)
-        .filter(|e| e.kind == WinKind::Get && e.t >= from && e.t <= to)
-        .filter_map(|e| e.secret.clone())
-        .collect()
 }
 
 struct Subject {
