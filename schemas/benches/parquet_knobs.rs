@@ -125,32 +125,11 @@ fn base(level: i32) -> WriterPropertiesBuilder {
         .set_max_row_group_row_count(Some(1024 * 1024))
 }
 
-/// hotpath's `writer_properties` after issue 15 (lists copied from encode.rs): zstd-1,
-/// dictionaries except on unique columns, statistics only on the columns readers filter.
+/// The settings kvlake writes with ([`kvlake_schemas::writer::writer_properties`]):
+/// zstd-1, dictionaries except on unique columns, statistics only on the columns readers
+/// filter.
 fn issue15() -> WriterPropertiesBuilder {
-    const UNIQUE_NOW: &[&str] = &["_offset", "_enqueued_time", "time", "correlation_id"];
-    const STATISTICS: &[&str] = &[
-        "time",
-        "_enqueued_time",
-        "_partition",
-        "_offset",
-        "operation_name",
-        "vault_name",
-        "http_status_code",
-        "result_class",
-    ];
-    let mut b = WriterProperties::builder().set_statistics_enabled(EnabledStatistics::None);
-    for col in STATISTICS {
-        b = b.set_column_statistics_enabled(ColumnPath::from(*col), EnabledStatistics::Chunk);
-    }
-    for col in UNIQUE_NOW {
-        b = b.set_column_dictionary_enabled(ColumnPath::from(*col), false);
-    }
-    for col in TINY {
-        b = b.set_column_compression(ColumnPath::from(*col), Compression::UNCOMPRESSED);
-    }
-    b.set_compression(zstd(1))
-        .set_max_row_group_row_count(Some(1024 * 1024))
+    kvlake_schemas::writer::writer_properties(1024 * 1024).into_builder()
 }
 
 fn variants() -> Vec<(&'static str, WriterProperties)> {

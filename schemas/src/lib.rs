@@ -13,6 +13,7 @@ pub mod layout;
 pub mod raw;
 pub mod resource;
 pub mod time;
+pub mod writer;
 
 pub use decode::{DecodeOptions, DecodeOutput, Decoder, Shape, SourceCoords, UnknownShape};
 
