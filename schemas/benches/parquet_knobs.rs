@@ -74,7 +74,7 @@ fn zstd(level: i32) -> Compression {
     Compression::ZSTD(ZstdLevel::try_new(level).unwrap_or_default())
 }
 
-/// hotpath's `writer_properties` before issue 15 (zstd-3, lists copied from encode.rs).
+/// hotpath's `writer_properties` before issue 15 (zstd-3; its dictionary list as it was).
 const UNIQUE: &[&str] = &[
     "_offset",
     "_enqueued_time",
@@ -89,29 +89,8 @@ const UNIQUE: &[&str] = &[
     "certificate_properties",
     "nested_properties",
 ];
-const TINY: &[&str] = &[
-    "_source",
-    "_partition",
-    "_record_index",
-    "operation_version",
-    "category",
-    "result_type",
-    "result_signature",
-    "http_status_code",
-    "is_access_policy_match",
-    "is_rbac_authorized",
-    "tls_version",
-    "identity_type",
-    "identity_app_id_acr",
-    "identity_tenant_id",
-    "result_class",
-    "subscription_id",
-    "resource_group",
-    "vault_name",
-    "object_kind",
-    "address_authorization_type",
-    "trusted_service",
-];
+/// Few-value columns: the same list then and now (`reason` only exists in dead letters).
+use kvlake_schemas::writer::TINY_COLUMNS as TINY;
 
 fn base(level: i32) -> WriterPropertiesBuilder {
     let mut b = WriterProperties::builder();
