@@ -332,6 +332,8 @@ struct Figures {
     tansu_cpu: f64,
     harness_cpu: f64,
     others_cpu: f64,
+    /// Each core's busy share of the wall time (all processes).
+    cores_busy: Vec<f64>,
     load: String,
 }
 
@@ -342,7 +344,7 @@ impl Figures {
         format!(
             "{n} {}{} (core{} {}): wall {:.2} s (first assignment → done {:.2} s); \
              CPU {} s (run-queue wait, summed over its threads, {} s); {:.1} MB per CPU-second; MB/s per instance {} (MB committed {}; \
-             partitions {}); meanwhile Tansu {:.1} CPU-s, harness {:.1}, others {:.1}; load {}",
+             partitions {}); meanwhile Tansu {:.1} CPU-s, harness {:.1}, others {:.1}; cores busy {}; load {}",
             if self.independent {
                 "independent"
             } else {
@@ -382,6 +384,11 @@ impl Figures {
             self.tansu_cpu,
             self.harness_cpu,
             self.others_cpu,
+            self.cores_busy
+                .iter()
+                .map(|b| format!("{:.0}%", b * 100.0))
+                .collect::<Vec<_>>()
+                .join(", "),
             self.load
         )
     }
@@ -504,7 +511,15 @@ fn throughput_run(
     let diff = |a: Option<f64>, b: Option<f64>| b.zip(a).map_or(0.0, |(b, a)| b - a);
     let tansu_cpu = diff(tansu0, tansu1);
     let harness_cpu = diff(self0, self1);
+    let (busy0, cores0) = busy0.unzip();
+    let (busy1, cores1) = busy1.unzip();
     let others_cpu = diff(busy0, busy1) - tansu_cpu - harness_cpu - cpu.iter().sum::<f64>();
+    // How busy each core was over the run, whoever used it: an instance whose core is
+    // full is CPU-bound, whatever share of that core it got.
+    let cores_busy: Vec<f64> = cores0
+        .zip(cores1)
+        .map(|(a, b)| a.iter().zip(&b).map(|(a, b)| (b - a) / wall).collect())
+        .unwrap_or_default();
     // All at once: one leaving first would hand its partitions to the other.
     for p in &procs {
         p.terminate();
@@ -575,6 +590,7 @@ fn throughput_run(
         tansu_cpu,
         harness_cpu,
         others_cpu,
+        cores_busy,
         load,
     })
 }
@@ -1118,18 +1134,26 @@ fn run_queue_wait(pid: u32) -> f64 {
     ns as f64 / 1e9
 }
 
-/// CPU seconds every core of the machine has been busy (not idle, not waiting on I/O).
-fn machine_busy() -> Option<f64> {
+/// CPU seconds every core of the machine has been busy (not idle, not waiting on I/O):
+/// the sum over the cores, then each core's (`/proc/stat`'s `cpu` and `cpuN` lines).
+fn machine_busy() -> Option<(f64, Vec<f64>)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
-    let v: Vec<f64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal (guest time is inside user).
-    let busy: f64 = v.iter().take(8).sum::<f64>() - v.get(3)? - v.get(4)?;
-    Some(busy / TICKS)
+    let busy = |line: &str| -> Option<f64> {
+        let v: Vec<f64> = line
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal (guest time is inside user).
+        Some((v.iter().take(8).sum::<f64>() - v.get(3)? - v.get(4)?) / TICKS)
+    };
+    let total = busy(stat.lines().find(|l| l.starts_with("cpu "))?)?;
+    let cores = stat
+        .lines()
+        .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
+        .map(busy)
+        .collect::<Option<Vec<f64>>>()?;
+    Some((total, cores))
 }
 
 /// The pid of a child of this process whose command line holds `needle` (Tansu's, found by

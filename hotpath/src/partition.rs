@@ -26,7 +26,7 @@ use crate::lake::Lake;
 use crate::log::{Fence, PartitionLog};
 use crate::messages::{Chunk, Msg, PartitionReport};
 use crate::progress::Progress;
-use crate::publish::{InFlightSlot, Tables};
+use crate::publish::{PartitionSlot, Tables};
 use crate::source::{KafkaConsumer, commit_offset};
 use crate::spans::{self, BatchSpans};
 
@@ -108,7 +108,7 @@ struct Open {
     opened_at: Instant,
     spans: BatchSpans,
     /// Counted among the batches the raw table's publisher waits for.
-    raw_slot: InFlightSlot,
+    raw_slot: PartitionSlot,
 }
 
 /// One partition's task state.
@@ -457,11 +457,15 @@ impl PartitionTask {
         Ok(())
     }
 
+    /// Waits for the previous batch's write; meanwhile the publishers do not linger over
+    /// it, since nothing more of this partition can come before it is published.
     async fn settle_inflight(&mut self) -> Result<(), HotError> {
         let Some(h) = self.inflight.take() else {
             return Ok(());
         };
+        let waiting = (!h.is_finished()).then(|| self.shared.tables.waiting().enter(self.app_id()));
         let c = h.await.map_err(|e| HotError::Task(e.to_string()))??;
+        drop(waiting);
         if let Some(by) = c.lost_to {
             tracing::warn!(partition = self.partition, other_writer = %by, "another writer owns this partition's log: letting go");
             self.report.lost_to = Some(by);
@@ -498,7 +502,7 @@ pub(crate) struct BatchMeta {
     pub(crate) progress_units: u64,
     /// Its places among the batches the tables' publishers wait for (released when the
     /// write ends, published or not).
-    pub(crate) in_flight: Vec<InFlightSlot>,
+    pub(crate) in_flight: Vec<PartitionSlot>,
 }
 
 /// Plan → files → commit → Kafka offset, for one closed batch, inside its batch span

@@ -262,6 +262,10 @@ pub fn create_consumer(
             queue_kbytes.clamp(1024, 65_536).to_string(),
         )
         .set("enable.partition.eof", "false")
+        // A partition whose prefetch queue is full waits this long before its next fetch
+        // (librdkafka's default: a whole second). kvlake drains the queue in milliseconds,
+        // so on a backlog the default left the instance idle a third of the time.
+        .set("fetch.queue.backoff.ms", "20")
         // Statistics feed the per-partition lag gauges.
         .set("statistics.interval.ms", "5000");
     for (k, v) in props {

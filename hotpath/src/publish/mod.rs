@@ -14,7 +14,6 @@ pub mod merge;
 use std::collections::BTreeMap;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
@@ -25,7 +24,7 @@ use kvlake_schemas::delta::stats::stats_of_file;
 use kvlake_schemas::delta::{Action, Add, CommitInfo, Snapshot, Txn};
 use kvlake_schemas::layout::{DEAD_LETTER_TABLE, META_PREFIX, RAW_TABLE, path_safe};
 use kvlake_schemas::raw::raw_file_schema;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use kvlake_lake::delta::now_ms;
 use kvlake_lake::tables::{dead_letter_table, raw_table};
@@ -81,58 +80,70 @@ pub fn add_of(file: &CommittedFile, stats: Option<String>) -> Add {
     }
 }
 
-/// The partitions of this process with a batch on its way to one table (open, or
-/// written and not yet published): a publisher that has a request lingers until each
-/// of them has one in its group (or its linger has passed), so the batches of many
-/// partitions closing close together share one commit and one file per hour.
-#[derive(Debug, Clone, Default)]
-pub struct InFlight(Arc<Mutex<HashMap<String, usize>>>);
+/// A set of this process's partitions (by txn app id), each in it while any of its slots
+/// lives, which the tables' publishers watch. Two sets make a publisher's linger:
+/// - the partitions with a batch on its way to one table (open, or written and not yet
+///   published): a publisher that has a request lingers until each of them has one in
+///   its group (or its linger has passed), so the batches of many partitions closing
+///   close together share one commit and one file per hour;
+/// - the partitions that closed their next batch and wait for the previous one to be
+///   published: a publisher holding that one commits at once, since lingering longer
+///   would stall the partition (and, once its queue fills, every partition's intake).
+#[derive(Debug, Clone)]
+pub struct PartitionSet(Arc<watch::Sender<HashMap<String, usize>>>);
 
-/// One batch of one partition on its way to a table; dropped when it is published or
-/// abandoned.
+/// One partition's place in a [`PartitionSet`] (one batch on its way, or one partition
+/// waiting); dropped when that ends.
 #[derive(Debug)]
-pub struct InFlightSlot {
-    partitions: Arc<Mutex<HashMap<String, usize>>>,
+pub struct PartitionSlot {
+    set: PartitionSet,
     app_id: String,
 }
 
-impl InFlight {
-    /// Counts `app_id`'s partition until the slot (and any other of it) is dropped.
-    pub fn enter(&self, app_id: String) -> InFlightSlot {
-        *lock(&self.0).entry(app_id.clone()).or_insert(0) += 1;
-        InFlightSlot {
-            partitions: Arc::clone(&self.0),
+impl Default for PartitionSet {
+    fn default() -> Self {
+        PartitionSet(Arc::new(watch::Sender::new(HashMap::new())))
+    }
+}
+
+impl PartitionSet {
+    /// Counts `app_id`'s partition in until the slot (and any other of it) is dropped.
+    pub fn enter(&self, app_id: String) -> PartitionSlot {
+        self.0
+            .send_modify(|m| *m.entry(app_id.clone()).or_insert(0) += 1);
+        PartitionSlot {
+            set: self.clone(),
             app_id,
         }
     }
 
-    /// Partitions with a batch on its way.
-    fn partitions(&self) -> usize {
-        lock(&self.0).len()
+    fn watch(&self) -> watch::Receiver<HashMap<String, usize>> {
+        self.0.subscribe()
     }
 }
 
-impl Drop for InFlightSlot {
+impl Drop for PartitionSlot {
     fn drop(&mut self) {
-        let mut map = lock(&self.partitions);
-        if let Some(n) = map.get_mut(&self.app_id) {
+        self.set.0.send_if_modified(|m| {
+            let Some(n) = m.get_mut(&self.app_id) else {
+                return false;
+            };
             *n -= 1;
             if *n == 0 {
-                map.remove(&self.app_id);
+                m.remove(&self.app_id);
             }
-        }
+            true
+        });
     }
-}
-
-/// The map behind a mutex no one panics while holding.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// How long a publisher waits for the batches on their way before it commits.
 #[derive(Debug, Clone, Default)]
 struct Linger {
-    in_flight: InFlight,
+    /// Partitions with a batch on its way to this table.
+    in_flight: PartitionSet,
+    /// Partitions waiting for their previous batch to be published.
+    waiting: PartitionSet,
     max: Duration,
 }
 
@@ -209,6 +220,7 @@ async fn serve(
     mut rx: mpsc::Receiver<Request>,
 ) {
     let mut snap: Option<Snapshot> = None;
+    let (mut in_flight, mut waiting) = (linger.in_flight.watch(), linger.waiting.watch());
     while let Some(first) = rx.recv().await {
         let mut group = vec![first];
         let deadline = tokio::time::Instant::now() + linger.max;
@@ -216,15 +228,27 @@ async fn serve(
             while let Ok(r) = rx.try_recv() {
                 group.push(r);
             }
-            // Every batch on its way is here (each partition has at most one), or waiting
-            // longer would delay the first one more than its linger.
-            let partitions: BTreeSet<&str> = group.iter().map(|r| r.app_id.as_str()).collect();
-            if partitions.len() >= linger.in_flight.partitions() {
+            // Every batch on its way is here (each partition has at most one), or a
+            // partition waits for one that is, or waiting longer would delay the first
+            // one more than its linger.
+            let complete = {
+                let partitions: BTreeSet<&str> = group.iter().map(|r| r.app_id.as_str()).collect();
+                let waited_for = waiting.borrow_and_update();
+                partitions.len() >= in_flight.borrow_and_update().len()
+                    || partitions.iter().any(|p| waited_for.contains_key(*p))
+            };
+            if complete {
                 break;
             }
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(r)) => group.push(r),
-                Ok(None) | Err(_) => break,
+            tokio::select! {
+                r = rx.recv() => match r {
+                    Some(r) => group.push(r),
+                    None => break,
+                },
+                // The sets live as long as the tables, so these never end.
+                _ = in_flight.changed() => {}
+                _ = waiting.changed() => {}
+                () = tokio::time::sleep_until(deadline) => break,
             }
         }
         let result = commit_group(&table, &merger, &mut snap, &group).await;
@@ -359,8 +383,9 @@ pub struct Tables {
     lake: Lake,
     raw: Publisher,
     dead_letter: Publisher,
-    raw_in_flight: InFlight,
-    dead_letter_in_flight: InFlight,
+    raw_in_flight: PartitionSet,
+    dead_letter_in_flight: PartitionSet,
+    waiting: PartitionSet,
 }
 
 impl Tables {
@@ -397,9 +422,12 @@ impl Tables {
     /// Starts both tables' commit tasks.
     fn start(lake: &Lake, linger: Duration) -> Tables {
         let merger = merge::Merger::new(lake);
-        let (raw_in_flight, dead_letter_in_flight) = (InFlight::default(), InFlight::default());
-        let lingers = |in_flight: &InFlight| Linger {
+        let (raw_in_flight, dead_letter_in_flight) =
+            (PartitionSet::default(), PartitionSet::default());
+        let waiting = PartitionSet::default();
+        let lingers = |in_flight: &PartitionSet| Linger {
             in_flight: in_flight.clone(),
+            waiting: waiting.clone(),
             max: linger,
         };
         Tables {
@@ -416,19 +444,27 @@ impl Tables {
             ),
             raw_in_flight,
             dead_letter_in_flight,
+            waiting,
         }
     }
 
     /// The batches on their way to the raw table (a partition enters when it opens a
     /// batch, and leaves when the batch is published or has no raw rows).
-    pub fn raw_in_flight(&self) -> &InFlight {
+    pub fn raw_in_flight(&self) -> &PartitionSet {
         &self.raw_in_flight
     }
 
     /// The batches on their way to the dead-letter table (entered when a closed batch
     /// has dead letters).
-    pub fn dead_letter_in_flight(&self) -> &InFlight {
+    pub fn dead_letter_in_flight(&self) -> &PartitionSet {
         &self.dead_letter_in_flight
+    }
+
+    /// The partitions waiting for their previous batch to be published (entered by a
+    /// partition that closed its next batch before that): the publishers commit a batch
+    /// such a partition waits for without lingering.
+    pub fn waiting(&self) -> &PartitionSet {
+        &self.waiting
     }
 
     /// Publishes one checkpoint-log commit to the tables it holds rows for; `rows` are
@@ -546,6 +582,53 @@ mod tests {
                 done: oneshot::channel().0,
             })
             .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_partition_waiting_for_its_published_batch_ends_the_linger() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path().to_str().unwrap(), &[], None).unwrap();
+        let (batches, _) = batch_rows(0, 7);
+        let path = kvlake_schemas::layout::staging_path("kv", 0, 0, RAW_TABLE);
+        lake.put(&path, crate::stage::to_ipc(&batches).unwrap())
+            .await
+            .unwrap();
+        let linger = Linger {
+            in_flight: PartitionSet::default(),
+            waiting: PartitionSet::default(),
+            max: Duration::from_secs(3600),
+        };
+        // Partition 1 has a batch open too: the publisher waits for it, up to an hour.
+        let (_open_0, _open_1) = (
+            linger.in_flight.enter(app_id("kv", 0)),
+            linger.in_flight.enter(app_id("kv", 1)),
+        );
+        let table = DeltaTable::new(&lake, raw_table());
+        let publisher = Publisher::start(table.clone(), merge::Merger::new(&lake), linger.clone());
+        let mut published = tokio::spawn(async move {
+            let payload = Payload::Staged {
+                path,
+                rows: Some(batches),
+            };
+            publisher.publish(app_id("kv", 0), 0, payload).await
+        });
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), &mut published)
+                .await
+                .is_err(),
+            "published before partition 1's batch came or the linger ended"
+        );
+
+        // Partition 0 closed its next batch and waits for this one: no more lingering.
+        let _waiting = linger.waiting.enter(app_id("kv", 0));
+        tokio::time::timeout(Duration::from_secs(60), published)
+            .await
+            .expect("still lingering although partition 0 waits for its batch")
+            .unwrap()
+            .unwrap();
+        let snap = table.load().await.unwrap();
+        assert_eq!(snap.txn_version(&app_id("kv", 0)), Some(0));
+        assert_eq!(snap.txn_version(&app_id("kv", 1)), None);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
