@@ -28,12 +28,13 @@ use serde_json::value::RawValue;
 
 use crate::deadletter::{Reason, dead_letter_schema};
 use crate::raw::{COLUMNS, Kind, raw_schema};
-use crate::resource::{object_uri_parts, resource_id_parts};
+use crate::resource::resource_id_parts;
 use crate::time::{day_and_hour, parse_timestamp_micros};
 
 mod fast;
 mod scan;
 pub mod shape;
+mod uri;
 
 use shape::{ANY, Evidence, Slot, claim_slot, is_claim_namespace, property_slot, top_slot};
 pub use shape::{Shape, UnknownShape};
@@ -1474,9 +1475,9 @@ impl Decoder {
     }
 
     /// Keeps the allocation of a row's values for the next row.
-    fn recycle(&mut self, mut vals: Vec<Flex<'_>>) {
-        vals.clear();
-        // An empty vector mapped to the same layout keeps its allocation (in-place collect).
+    fn recycle(&mut self, vals: Vec<Flex<'_>>) {
+        // Mapped to the same layout, a vector keeps its allocation (in-place collect): one
+        // pass drops the values and leaves every column absent for the next row.
         let vals: Vec<Flex<'static>> = vals.into_iter().map(|_| Flex::Absent).collect();
         if self.spare.vals.len() < 256 {
             self.spare.vals.push(vals);
@@ -1485,8 +1486,12 @@ impl Decoder {
 
     /// A row whose values reuse a recycled allocation.
     fn new_row<'a>(spare: &mut Spare) -> Row<'a> {
+        // Recycled vectors hold FIRST_DERIVED absent values already.
         let mut vals: Vec<Flex<'a>> = spare.vals.pop().unwrap_or_default();
-        vals.resize(FIRST_DERIVED, Flex::Absent);
+        if vals.len() != FIRST_DERIVED {
+            vals.clear();
+            vals.resize(FIRST_DERIVED, Flex::Absent);
+        }
         let mut row = Row::with_vals(vals);
         row.extra = spare.extra.pop().unwrap_or_default();
         row
@@ -1517,10 +1522,10 @@ impl Decoder {
             None => [None; 3],
         };
         let mut vault = vault_of_id.map(|v| (v, false));
-        let parsed_id = id.map(object_uri_parts);
+        let parsed_id = id.map(uri::object_uri);
         let object = match (parsed_id, request_uri) {
             (Some(p), _) if p.1.kind.is_some() => Some(p),
-            (_, Some(u)) => Some(object_uri_parts(u)),
+            (_, Some(u)) => Some(uri::object_uri(u)),
             (p, None) => p,
         };
         let (mut kind, mut name, mut version) = (None, None, None);
