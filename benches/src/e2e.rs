@@ -8,7 +8,8 @@
 //!
 //! `cargo build --release -p kvlake -p kvlake-benches && target/release/e2e [GiB] [memory-budget]`
 //! (`KVLAKE_BENCH_EVENTS_PER_SECOND`, default 50: event-time density of the corpus;
-//! `target/release/e2e restart` measures restart to first commit after `kill -9`).
+//! `target/release/e2e restart` measures restart to first commit after `kill -9`;
+//! `KVLAKE_BENCH_LOG_DIR` keeps each run's log there).
 //! The mock cluster keeps only 5 MiB per partition, so the corpus is spread over many
 //! partitions (4.4 MiB each) and every low watermark is checked to be 0 before the run.
 
@@ -170,6 +171,12 @@ fn run_kvlake(bootstrap: &str, budget: &str, records: u64) -> Result<RunFigures>
             "kvlake failed ({code}): {}",
             stderr.lines().rev().take(10).collect::<Vec<_>>().join("\n")
         );
+    }
+    // `KVLAKE_BENCH_LOG_DIR` keeps each run's log (JSON lines) for a look at its timeline.
+    if let Ok(dir) = std::env::var("KVLAKE_BENCH_LOG_DIR") {
+        let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+        let path = std::path::Path::new(&dir).join(format!("e2e-{}.log", at.as_micros()));
+        std::fs::write(path, &stderr)?;
     }
     let res = log_lines(&stderr, "resources used")
         .next()

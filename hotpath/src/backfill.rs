@@ -84,6 +84,7 @@ impl SourceSink {
                 shape: None,
                 // History has no place in detections raised in transit (as replays).
                 speed: None,
+                reading_done: None,
             },
         }
     }

@@ -156,6 +156,7 @@ pub async fn convert_with_progress(
             tables: tables.clone(),
             shape,
             speed: None,
+            reading_done: None,
         };
         let source = path.display().to_string();
         let handle = tokio::runtime::Handle::current();

@@ -81,6 +81,9 @@ pub struct Shared {
     pub shape: Option<kvlake_schemas::Shape>,
     /// The speed layer, fed with each chunk's records (`None`: off).
     pub speed: Option<crate::speed::SpeedHandle>,
+    /// Told of a partition that has read all it will read (its last batch may still be
+    /// publishing): the router gives its place to the next partition (`None`: no router).
+    pub reading_done: Option<mpsc::UnboundedSender<i32>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -214,6 +217,13 @@ impl PartitionTask {
             return Ok(self.report);
         }
         result?;
+        // Read to its end: another partition may be read while this one's last batch is
+        // published (a scheduled job reads in waves).
+        if self.finished
+            && let Some(done) = &self.shared.reading_done
+        {
+            let _ = done.send(self.partition);
+        }
         self.settle_inflight().await?;
         Ok(self.report)
     }
@@ -425,8 +435,17 @@ impl PartitionTask {
                     .enter(self.app_id()),
             );
         }
-        // The previous batch must be committed before this one is planned.
+        // The previous batch must be committed before this one is planned. Meanwhile
+        // this partition takes nothing in, so its publishers stop lingering over that
+        // batch (a partition at the end of its run waits too, but holds up no intake:
+        // there they linger, and more partitions share a commit).
+        let waiting = self
+            .inflight
+            .as_ref()
+            .filter(|h| !h.is_finished())
+            .map(|_| self.shared.tables.waiting().enter(self.app_id()));
         self.settle_inflight().await?;
+        drop(waiting);
         if self.report.lost_to.is_some() {
             return Ok(());
         }
@@ -457,15 +476,11 @@ impl PartitionTask {
         Ok(())
     }
 
-    /// Waits for the previous batch's write; meanwhile the publishers do not linger over
-    /// it, since nothing more of this partition can come before it is published.
     async fn settle_inflight(&mut self) -> Result<(), HotError> {
         let Some(h) = self.inflight.take() else {
             return Ok(());
         };
-        let waiting = (!h.is_finished()).then(|| self.shared.tables.waiting().enter(self.app_id()));
         let c = h.await.map_err(|e| HotError::Task(e.to_string()))??;
-        drop(waiting);
         if let Some(by) = c.lost_to {
             tracing::warn!(partition = self.partition, other_writer = %by, "another writer owns this partition's log: letting go");
             self.report.lost_to = Some(by);

@@ -189,9 +189,7 @@ pub async fn run_with_progress(
                 });
             }
             router.waiting = todo.into();
-            for _ in 0..active {
-                router.assign_next()?;
-            }
+            router.fill()?;
         }
         Assignment::Subscribe => {
             consumer
@@ -295,8 +293,12 @@ struct Router {
     pending_bytes: Arc<AtomicUsize>,
     senders: HashMap<i32, mpsc::Sender<Chunk>>,
     pending: HashMap<i32, Chunk>,
-    /// Partitions this run assigned itself (assign mode).
+    /// Partitions this run assigned itself and reads (assign mode).
     assigned: std::collections::HashSet<i32>,
+    /// Partitions read at once (assign mode); as many more may publish their last batch.
+    active: usize,
+    /// Partitions that have read all they will read.
+    reading_done: mpsc::UnboundedReceiver<i32>,
     tasks: JoinSet<Result<PartitionReport, HotError>>,
     reports: Vec<PartitionReport>,
     /// Partitions not yet assigned (a wave-by-wave scheduled job).
@@ -336,6 +338,7 @@ impl Router {
         let flush_rows = (budget / 16 / n / 1200).clamp(128, 16_384) as usize;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let pending_bytes = Arc::new(AtomicUsize::new(0));
+        let (reading_done_tx, reading_done) = mpsc::unbounded_channel();
         let shared = Shared {
             topic: config.topic.clone(),
             lake,
@@ -353,6 +356,7 @@ impl Router {
             tables,
             shape: None,
             speed,
+            reading_done: Some(reading_done_tx),
         };
         Router {
             config: config.clone(),
@@ -365,6 +369,8 @@ impl Router {
             senders: HashMap::new(),
             pending: HashMap::new(),
             assigned: std::collections::HashSet::new(),
+            active: partitions.max(1),
+            reading_done,
             tasks: JoinSet::new(),
             reports: Vec::new(),
             waiting: std::collections::VecDeque::new(),
@@ -476,21 +482,32 @@ impl Router {
         Ok(())
     }
 
-    /// Takes a finished partition out of the assignment and starts the next one.
+    /// Takes a partition that has read all it will read out of the assignment, and
+    /// starts the next ones.
     fn release(&mut self, partition: i32) -> Result<(), HotError> {
         self.drop_pending(partition);
-        if !self.assigned.remove(&partition) {
-            return Ok(());
+        if self.assigned.remove(&partition) {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(&self.config.topic, partition);
+            if let Err(e) = self.consumer.incremental_unassign(&tpl) {
+                tracing::debug!(partition, error = %e, "unassign failed (harmless: the task is done reading)");
+            }
         }
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(&self.config.topic, partition);
-        if let Err(e) = self.consumer.incremental_unassign(&tpl) {
-            tracing::debug!(partition, error = %e, "unassign failed (harmless: the task is done)");
+        self.fill()
+    }
+
+    /// Starts waiting partitions while fewer than `active` are read and fewer than twice
+    /// that many tasks live (the others publish their last batch): the memory budget's
+    /// shares, an open batch and a batch on its way per place.
+    fn fill(&mut self) -> Result<(), HotError> {
+        while !self.stop.is_cancelled()
+            && !self.waiting.is_empty()
+            && self.assigned.len() < self.active
+            && self.tasks.len() < 2 * self.active
+        {
+            self.assign_next()?;
         }
-        if self.stop.is_cancelled() {
-            return Ok(());
-        }
-        self.assign_next()
+        Ok(())
     }
 
     fn drop_pending(&mut self, partition: i32) {
@@ -562,6 +579,7 @@ impl Router {
                 biased;
                 _ = self.stop.cancelled() => return Ok(()),
                 Some(done) = self.tasks.join_next() => self.collect(done)?,
+                Some(p) = self.reading_done.recv() => self.release(p)?,
                 msg = consumer.recv() => {
                     if subscribe {
                         self.handle_rebalance().await?;
