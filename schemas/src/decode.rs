@@ -320,6 +320,19 @@ impl<'a> Row<'a> {
         self.vals[col] = v;
     }
 
+    /// [`Row::set`] of a string without escapes.
+    #[allow(clippy::ptr_arg)]
+    #[inline]
+    fn set_str(&mut self, col: usize, v: &'a str, path: &Cow<'static, str>, key: Cow<'a, str>) {
+        if v.is_empty() && !self.vals[col].is_empty() {
+            return;
+        }
+        if let Some(&Some(i)) = NAMED_INDEX.get(col) {
+            self.names[usize::from(i)] = Some((path.clone(), key));
+        }
+        self.vals[col] = Flex::Str(Cow::Borrowed(v));
+    }
+
     fn push_extra(&mut self, path: &str, key: &str, v: &Flex<'_>) {
         let buf = if v.is_empty() {
             &mut self.extra_empty
@@ -1024,6 +1037,8 @@ pub struct Decoder {
     resource: ResourceMemo,
     /// The allocation of the records of a message, for the next message.
     spare_staged: Vec<fast::Staged<'static>>,
+    /// The last records' keys by place ([`fast::KeyMemo`]).
+    keys: fast::KeyMemo,
 }
 
 /// Allocations of finished rows, for the rows of the next messages.
@@ -1120,6 +1135,7 @@ impl Decoder {
             spare: Spare::default(),
             resource: ResourceMemo::default(),
             spare_staged: Vec::new(),
+            keys: fast::KeyMemo::default(),
         }
     }
 
@@ -1191,7 +1207,15 @@ impl Decoder {
         };
         let text = text.strip_prefix(BOM).unwrap_or(text);
         let allow = self.shape.map_or(ANY, Shape::bit);
-        fast::envelope(text, allow, &mut Vec::new(), &mut Spare::default()).is_ok()
+        let mut keys = fast::KeyMemo::default();
+        fast::envelope(
+            text,
+            allow,
+            &mut Vec::new(),
+            &mut Spare::default(),
+            &mut keys,
+        )
+        .is_ok()
     }
 
     /// The envelope fast path ([`fast`]): true when it took the message, false when it
@@ -1204,7 +1228,8 @@ impl Decoder {
             .map(|_| fast::Staged::NotAnObject(""))
             .collect();
         let allow = self.shape.map_or(ANY, Shape::bit);
-        let taken = fast::envelope(text, allow, &mut staged, &mut self.spare).is_ok();
+        let taken =
+            fast::envelope(text, allow, &mut staged, &mut self.spare, &mut self.keys).is_ok();
         for (i, record) in staged.drain(..).enumerate() {
             match record {
                 fast::Staged::Record(row, _) if !taken => self.recycle(row.vals),

@@ -13,7 +13,7 @@ use super::scan::{GiveUp, Res, Scanner};
 use super::{
     Decoder, Flex, Row, Section, SectionSeed, Slot, Spare, escaped_str, flex_text, section_path,
 };
-use crate::decode::shape::Shape;
+use crate::decode::shape::{Evidence, Shape, top_slot};
 
 /// A record of an envelope, read but not yet appended.
 // Rows are staged for one message only; boxing would cost an allocation per record.
@@ -31,7 +31,9 @@ pub(super) fn envelope<'a>(
     allow: u8,
     out: &mut Vec<Staged<'a>>,
     spare: &mut Spare,
+    keys: &mut KeyMemo,
 ) -> Res<()> {
+    keys.allow(allow);
     let mut s = Scanner::new(text);
     if s.peek()? != b'{' {
         return Err(GiveUp);
@@ -61,6 +63,7 @@ pub(super) fn envelope<'a>(
                     allow,
                     depth: 0,
                 },
+                keys,
             )?;
             out.push(Staged::Record(row, s.slice(start, s.pos())?));
         } else {
@@ -90,6 +93,8 @@ fn key<'a>(s: &mut Scanner<'a>) -> Res<Cow<'a, str>> {
 }
 
 /// A value as [`super::flex`] reads it.
+// Inlined: returned through memory, the value costs a store-forwarding stall per field.
+#[inline(always)]
 fn flex<'a>(s: &mut Scanner<'a>) -> Res<Flex<'a>> {
     if s.peek()? == b'"' {
         let (inner, escaped) = s.string()?;
@@ -102,15 +107,177 @@ fn flex<'a>(s: &mut Scanner<'a>) -> Res<Flex<'a>> {
     Ok(flex_text(s.value()?))
 }
 
+/// Keys already seen, with what each feeds, and which key followed each: records of one
+/// stream name their keys in nearly the same order, so the next key is most often the one
+/// that followed the previous key last time, and is then matched byte for byte instead of
+/// scanned and looked up. A key that was not expected is scanned, then found here by a
+/// hash of its text (its slot is not looked up again).
+#[derive(Debug)]
+pub(super) struct KeyMemo {
+    /// The shapes the slots were looked up for.
+    allow: u8,
+    /// Per kind of object ([`memo_kind`]), [`MEMO_SLOTS`] entries by hash.
+    entries: Vec<Option<KeyEntry>>,
+    /// Per kind of object, the entry of the first key last time.
+    first: [Option<u16>; 4],
+}
+
+#[derive(Debug)]
+struct KeyEntry {
+    key: Box<str>,
+    slot: Slot,
+    /// What the key says about the shape (top-level keys only).
+    ev: Evidence,
+    /// The entry of the key that followed it last time.
+    next: Option<u16>,
+}
+
+/// Entries per kind of object.
+const MEMO_SLOTS: usize = 256;
+/// `MEMO_START + kind` stands for "before the first key" of that kind of object.
+const MEMO_START: usize = 4 * MEMO_SLOTS;
+
+impl Default for KeyMemo {
+    fn default() -> Self {
+        KeyMemo {
+            allow: 0,
+            entries: (0..MEMO_START).map(|_| None).collect(),
+            first: [None; 4],
+        }
+    }
+}
+
+impl KeyMemo {
+    fn allow(&mut self, allow: u8) {
+        if self.allow != allow {
+            *self = KeyMemo {
+                allow,
+                ..KeyMemo::default()
+            };
+        }
+    }
+
+    /// The entry expected after `prev` (an entry, or `MEMO_START + kind`).
+    fn next(&self, prev: usize) -> Option<usize> {
+        let next = match prev.checked_sub(MEMO_START) {
+            Some(kind) => self.first[kind],
+            None => self.entries[prev].as_ref()?.next,
+        };
+        next.map(usize::from)
+    }
+
+    /// Remembers that entry `at` followed `prev`.
+    fn followed(&mut self, prev: usize, at: usize) {
+        let at = Some(at as u16);
+        match prev.checked_sub(MEMO_START) {
+            Some(kind) => self.first[kind] = at,
+            None => {
+                if let Some(e) = &mut self.entries[prev] {
+                    e.next = at;
+                }
+            }
+        }
+    }
+
+    /// Where `key` is in `kind`'s table (a hash of the whole key, then up to
+    /// [`MEMO_PROBES`] entries on), or where it goes: its own entry, a free one, or the
+    /// last probed (a key that collides with more replaces it).
+    fn find(&self, kind: usize, key: &str) -> (usize, bool) {
+        let mut h: u32 = 0x811c_9dc5;
+        for &ch in key.as_bytes() {
+            h = (h ^ u32::from(ch)).wrapping_mul(0x0100_0193);
+        }
+        let base = kind * MEMO_SLOTS;
+        let mut at = base + (h >> 8) as usize % MEMO_SLOTS;
+        for _ in 0..MEMO_PROBES {
+            match &self.entries[at] {
+                Some(e) if *e.key == *key => return (at, true),
+                Some(_) => at = base + (at + 1 - base) % MEMO_SLOTS,
+                None => return (at, false),
+            }
+        }
+        (at, false)
+    }
+}
+
+/// Entries looked at for a key before one is replaced.
+const MEMO_PROBES: usize = 4;
+
+/// Which memo an object's keys go to: the kinds of object whose slots depend on the key
+/// alone (and the shapes allowed). Claims nested under a namespace depend on their path.
+fn memo_kind(seed: &SectionSeed<'_, '_>) -> Option<usize> {
+    match seed.section {
+        Section::Top => Some(0),
+        Section::Identity => Some(1),
+        Section::Claims if seed.claim_path.is_empty() => Some(2),
+        Section::Claims => None,
+        Section::Properties => Some(3),
+    }
+}
+
+/// [`SectionSeed::slot`], with what a top-level key says about the shape apart.
+fn slot_of(seed: &mut SectionSeed<'_, '_>, key: &str) -> (Slot, Evidence) {
+    let mut ev = Evidence::default();
+    let slot = match seed.section {
+        Section::Top => top_slot(key, seed.allow, &mut ev),
+        _ => seed.slot(key),
+    };
+    (slot, ev)
+}
+
 /// An object at the cursor, into `seed`'s row: what `SectionSeed::visit_map` does.
-fn object<'a>(s: &mut Scanner<'a>, mut seed: SectionSeed<'_, 'a>) -> Res<()> {
+fn object<'a>(s: &mut Scanner<'a>, mut seed: SectionSeed<'_, 'a>, keys: &mut KeyMemo) -> Res<()> {
     s.open()?;
     if s.close_if(b'}')? {
         return Ok(());
     }
+    let kind = memo_kind(&seed);
+    // The entry of the previous key, or the start of this kind of object.
+    let mut prev = kind.map(|k| MEMO_START + k);
     loop {
-        let key = key(s)?;
-        match seed.slot(&key) {
+        let expected = prev.and_then(|p| keys.next(p));
+        let hit = expected.and_then(|i| {
+            let e = keys.entries[i].as_ref()?;
+            Some((s.string_is(&e.key)?, e.slot, e.ev, i))
+        });
+        let (key, slot, ev, at) = match hit {
+            Some((key, slot, ev, at)) => {
+                s.eat(b':')?;
+                (Cow::Borrowed(key), slot, ev, Some(at))
+            }
+            None => {
+                let key = key(s)?;
+                match (kind, &key) {
+                    (Some(k), Cow::Borrowed(text)) => {
+                        let (at, known) = keys.find(k, text);
+                        let (slot, ev) = match &keys.entries[at] {
+                            Some(e) if known => (e.slot, e.ev),
+                            _ => {
+                                let (slot, ev) = slot_of(&mut seed, text);
+                                keys.entries[at] = Some(KeyEntry {
+                                    key: (*text).into(),
+                                    slot,
+                                    ev,
+                                    next: None,
+                                });
+                                (slot, ev)
+                            }
+                        };
+                        if let Some(p) = prev {
+                            keys.followed(p, at);
+                        }
+                        (key, slot, ev, Some(at))
+                    }
+                    _ => {
+                        let (slot, ev) = slot_of(&mut seed, &key);
+                        (key, slot, ev, None)
+                    }
+                }
+            }
+        };
+        seed.row.ev.merge(&ev);
+        prev = at;
+        match slot {
             slot @ (Slot::Identity | Slot::Properties) => {
                 let section = if slot == Slot::Identity {
                     Section::Identity
@@ -118,11 +285,11 @@ fn object<'a>(s: &mut Scanner<'a>, mut seed: SectionSeed<'_, 'a>) -> Res<()> {
                     Section::Properties
                 };
                 let path = section_path(&seed.path, &key, false);
-                section_value(s, seed.child(section, path, String::new()))?;
+                section_value(s, seed.child(section, path, String::new()), keys)?;
             }
             Slot::Claims => {
                 let path = section_path(&seed.path, &key, true);
-                section_value(s, seed.child(Section::Claims, path, String::new()))?;
+                section_value(s, seed.child(Section::Claims, path, String::new()), keys)?;
             }
             Slot::NestedClaims => {
                 let claim_path = if seed.claim_path.is_empty() {
@@ -132,15 +299,27 @@ fn object<'a>(s: &mut Scanner<'a>, mut seed: SectionSeed<'_, 'a>) -> Res<()> {
                 };
                 if s.peek()? == b'{' {
                     let path = Cow::Owned(format!("{}{key}.", seed.path));
-                    object(s, seed.child(Section::Claims, path, claim_path))?;
+                    object(s, seed.child(Section::Claims, path, claim_path), keys)?;
                 } else {
                     let v = flex(s)?;
                     seed.row.push_extra(&seed.path, &key, &v);
                 }
             }
             Slot::Col(col) => {
-                let v = flex(s)?;
-                seed.row.set(col, v, &seed.path, key);
+                // A plain string (nearly every value) is written straight into its column:
+                // built as a `Flex` and moved, it costs a store-forwarding stall.
+                if s.peek()? == b'"' {
+                    let (inner, escaped) = s.string()?;
+                    if escaped {
+                        let v = escaped_str(s.quoted(inner)?);
+                        seed.row.set(col, v, &seed.path, key);
+                    } else {
+                        seed.row.set_str(col, inner, &seed.path, key);
+                    }
+                } else {
+                    let v = flex_text(s.value()?);
+                    seed.row.set(col, v, &seed.path, key);
+                }
             }
             Slot::TimeGenerated => seed.row.time_generated = Some(flex(s)?),
             Slot::LaResourceId => seed.row.la_resource_id = Some(flex(s)?),
@@ -170,9 +349,13 @@ fn object<'a>(s: &mut Scanner<'a>, mut seed: SectionSeed<'_, 'a>) -> Res<()> {
 
 /// The value of `identity`, `properties` or `claim`: what `deserialize_any` on a
 /// [`SectionSeed`] does, except numbers (serde_json may refuse one as out of range).
-fn section_value<'a>(s: &mut Scanner<'a>, seed: SectionSeed<'_, 'a>) -> Res<()> {
+fn section_value<'a>(
+    s: &mut Scanner<'a>,
+    seed: SectionSeed<'_, 'a>,
+    keys: &mut KeyMemo,
+) -> Res<()> {
     match s.peek()? {
-        b'{' => object(s, seed),
+        b'{' => object(s, seed, keys),
         b'"' => {
             let (inner, escaped) = s.string()?;
             if escaped {

@@ -49,6 +49,22 @@ fn special(w: u64) -> bool {
     special_mask(w) != 0
 }
 
+/// `a == b` for slices of the same length, eight bytes at a time and inline: keys are
+/// short, and a call to `memcmp` costs more than comparing them.
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let (mut a, mut b) = (a, b);
+    while let (Some((x, ra)), Some((y, rb))) =
+        (a.split_first_chunk::<8>(), b.split_first_chunk::<8>())
+    {
+        if x != y {
+            return false;
+        }
+        (a, b) = (ra, rb);
+    }
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+}
+
 fn hex4(b: &[u8], at: usize) -> Res<u32> {
     let digits = b.get(at..at + 4).ok_or(GiveUp)?;
     let mut v = 0u32;
@@ -201,6 +217,28 @@ impl<'a> Scanner<'a> {
                 Some(0..=0x1f) | None => return Err(GiveUp),
                 Some(_) => i += 1,
             }
+        }
+    }
+
+    /// Takes the string `"expected"` at the cursor (after whitespace) if it is there, byte
+    /// for byte, and returns its text; `expected` holds no escapes, so neither does the
+    /// text, and it is the string [`Scanner::string`] would have read.
+    #[inline]
+    pub(crate) fn string_is(&mut self, expected: &str) -> Option<&'a str> {
+        self.skip_ws();
+        let b = self.text.as_bytes();
+        let start = self.pos + 1;
+        let end = start + expected.len();
+        if b.get(self.pos) == Some(&b'"')
+            && b.get(end) == Some(&b'"')
+            && b.get(start..end)
+                .is_some_and(|t| same_bytes(t, expected.as_bytes()))
+        {
+            let text = self.text.get(start..end)?;
+            self.pos = end + 1;
+            Some(text)
+        } else {
+            None
         }
     }
 
@@ -369,6 +407,30 @@ mod tests {
         assert!(!special(u64::from_le_bytes([
             0x20, 0x21, 0xff, 0x80, 0x5b, 0x5d, 0x23, 0x7e
         ])));
+    }
+
+    #[test]
+    fn an_expected_string_is_taken_only_when_it_is_there() {
+        let mut s = Scanner::new(r#"  "time" : 1, "timeX": 2, "t\u0069me": 3, "é":4"#);
+        assert_eq!(s.string_is("tim"), None);
+        assert_eq!(s.string_is("timeX"), None);
+        assert_eq!(s.pos(), 2);
+        assert_eq!(s.string_is("time"), Some("time"));
+        s.eat(b':').unwrap();
+        s.value().unwrap();
+        assert_eq!(s.next_or_close(b'}'), Ok(true));
+        assert_eq!(s.string_is("time"), None);
+        assert_eq!(s.key(), Ok(("timeX", false)));
+        s.value().unwrap();
+        assert_eq!(s.next_or_close(b'}'), Ok(true));
+        assert_eq!(s.string_is("time"), None);
+        assert_eq!(s.key(), Ok(("t\\u0069me", true)));
+        s.value().unwrap();
+        assert_eq!(s.next_or_close(b'}'), Ok(true));
+        assert_eq!(s.string_is("é"), Some("é"));
+        let mut end = Scanner::new(r#""tim"#);
+        assert_eq!(end.string_is("time"), None);
+        assert_eq!(end.string_is("tim"), None);
     }
 
     #[test]

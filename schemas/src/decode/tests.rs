@@ -582,3 +582,94 @@ fn check_accounted(bytes: &[u8]) {
 }
 
 mod shapes;
+
+/// Keys in a pool the fast path's key memo learns from: diagnostic-settings keys, their
+/// other shapes' spellings, keys whose slots differ by shape, and unknown ones.
+const MEMO_KEYS: &[(&str, &str)] = &[
+    ("time", r#""2026-11-01T10:00:00Z""#),
+    ("Time", r#""2026-11-01T11:00:00Z""#),
+    ("TimeGenerated", r#""2026-11-01T12:00:00Z""#),
+    ("operationName", r#""SecretGet""#),
+    ("OperationName", r#""KeyGet""#),
+    (
+        "resourceId",
+        r#""/SUBSCRIPTIONS/S/RESOURCEGROUPS/G/PROVIDERS/MICROSOFT.KEYVAULT/VAULTS/KV""#,
+    ),
+    (
+        "_ResourceId",
+        r#""/subscriptions/s/resourcegroups/g/providers/microsoft.keyvault/vaults/kv2""#,
+    ),
+    ("httpStatusCode", "403"),
+    ("requestUri", r#""https://kv.vault.azure.net/secrets/a/1""#),
+    ("Type", r#""AzureDiagnostics""#),
+    ("type", r#""AzureDiagnostics""#),
+    ("httpStatusCode_d", "404"),
+    ("identity_claim_oid_g", r#""o-1""#),
+    (
+        "identity",
+        r#"{"claim":{"oid":"o-2","appid":"a","http://schemas.microsoft.com/identity/claims/tenantid":"t"}}"#,
+    ),
+    (
+        "identity",
+        r#"{"claim":{"http_schemas_microsoft_com_identity":{"claims":{"objectidentifier":"o-3"}}}}"#,
+    ),
+    (
+        "properties",
+        r#"{"id":"https://kv.vault.azure.net/keys/k/2","httpStatusCode":"200","isRbacAuthorized":"yes"}"#,
+    ),
+    (
+        "properties",
+        r#"{"requestUri":"https://kv.vault.azure.net/certificates/c","clientInfo":"x","new":1}"#,
+    ),
+    ("durationMs", r#""12""#),
+    ("durationMs", r#""many""#),
+    ("category", r#""AuditEvent""#),
+    ("brandNew", "[1,2]"),
+    ("d\\u0075rationMs", "7"),
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// The key memo carries what one message taught it to the next: whatever the keys'
+    /// order and spelling, from message to message, and with the shape forced or not
+    /// between messages, the fast path gives what the reference gives.
+    #[test]
+    fn the_key_memo_never_changes_what_a_record_gives(
+        messages in proptest::collection::vec(
+            (
+                proptest::collection::vec(
+                    proptest::collection::vec(0..MEMO_KEYS.len(), 0..10),
+                    1..4,
+                ),
+                proptest::option::of(0..Shape::ALL.len()),
+            ),
+            1..6,
+        )
+    ) {
+        let opts = DecodeOptions { seen_time_micros: 7, ..DecodeOptions::default() };
+        let (mut fast, mut reference) = (Decoder::new(opts), Decoder::new(opts));
+        for (records, shape) in &messages {
+            let records: Vec<String> = records
+                .iter()
+                .map(|keys| {
+                    let fields: Vec<String> = keys
+                        .iter()
+                        .map(|&k| format!(r#""{}":{}"#, MEMO_KEYS[k].0, MEMO_KEYS[k].1))
+                        .collect();
+                    format!("{{{}}}", fields.join(","))
+                })
+                .collect();
+            let msg = format!(r#"{{"records":[{}]}}"#, records.join(","));
+            let shape = shape.map(|i| Shape::ALL[i]);
+            fast.set_shape(shape);
+            reference.set_shape(shape);
+            let a = fast.decode_message(msg.as_bytes(), &COORDS);
+            let b = reference.decode_message_reference(msg.as_bytes(), &COORDS);
+            prop_assert_eq!(a, b, "{}", msg);
+        }
+        let (x, y) = (fast.finish(), reference.finish());
+        prop_assert_eq!(x.raw, y.raw);
+        prop_assert_eq!(x.dead_letter, y.dead_letter);
+    }
+}
