@@ -5,9 +5,11 @@
 //! late): a read of secret s at t is new to exactly the lists l in [t - W, t] whose window
 //! holds no other read of s, i.e. those after s's previous read and more than W before
 //! its next. So a read costs two neighbour lookups and an increment per such list, not a
-//! set of secrets per list.
+//! set of secrets per list; taking a read out is the same walk with a decrement, which
+//! keeps the counts up to date when another instance's contribution changes
+//! ([`ListReads::replace`]).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use super::event::Name;
 use super::state::{Map, WinEvent, WinKind};
@@ -17,10 +19,10 @@ use super::state::{Map, WinEvent, WinKind};
 pub struct ListReads {
     /// The window length, micros.
     w: i64,
-    /// Read times of each secret.
-    reads: Map<Name, BTreeSet<i64>>,
-    /// Each list's time → different secrets read in [l, l + W].
-    lists: BTreeMap<i64, u64>,
+    /// Read times of each secret, with the number of reads at that time.
+    reads: Map<Name, BTreeMap<i64, u32>>,
+    /// Each list's time → lists at that time, different secrets read in [l, l + W].
+    lists: BTreeMap<i64, (u32, u64)>,
 }
 
 impl ListReads {
@@ -31,18 +33,50 @@ impl ListReads {
             ..ListReads::default()
         };
         for e in events {
-            match (e.kind, &e.secret) {
-                (WinKind::List, _) => c.list(e.t),
-                (WinKind::Get, Some(s)) => c.read(s, e.t),
-                _ => {}
-            }
+            c.add(e);
         }
         c
     }
 
+    /// Takes a partition's events `old` out and puts `new` in (its events of this key
+    /// before and after its contribution was replaced). The events of `old` that `new`
+    /// starts with, in order, stay (an exchange usually only appends, or drops what left
+    /// the window); the rest of `old` goes, the rest of `new` comes. Exact whatever the
+    /// two hold: what stays is exactly the start of `new`.
+    pub fn replace(&mut self, old: &[WinEvent], new: &[WinEvent]) {
+        let mut kept = 0;
+        for e in old {
+            if new.get(kept) == Some(e) {
+                kept += 1;
+            } else {
+                self.remove(e);
+            }
+        }
+        for e in new.get(kept..).unwrap_or_default() {
+            self.add(e);
+        }
+    }
+
+    fn add(&mut self, e: &WinEvent) {
+        match (e.kind, &e.secret) {
+            (WinKind::List, _) => self.list(e.t),
+            (WinKind::Get, Some(s)) => self.read(s, e.t),
+            _ => {}
+        }
+    }
+
+    fn remove(&mut self, e: &WinEvent) {
+        match (e.kind, &e.secret) {
+            (WinKind::List, _) => self.unlist(e.t),
+            (WinKind::Get, Some(s)) => self.unread(s, e.t),
+            _ => {}
+        }
+    }
+
     /// A SecretList at `l`.
     pub fn list(&mut self, l: i64) {
-        if self.lists.contains_key(&l) {
+        if let Some((copies, _)) = self.lists.get_mut(&l) {
+            *copies += 1;
             return;
         }
         let end = l.saturating_add(self.w);
@@ -51,28 +85,73 @@ impl ListReads {
             .values()
             .filter(|times| times.range(l..=end).next().is_some())
             .count();
-        self.lists.insert(l, n as u64);
+        self.lists.insert(l, (1, n as u64));
+    }
+
+    fn unlist(&mut self, l: i64) {
+        if let Some((copies, _)) = self.lists.get_mut(&l) {
+            *copies -= 1;
+            if *copies == 0 {
+                self.lists.remove(&l);
+            }
+        }
     }
 
     /// A SecretGet of `secret` at `t`.
     pub fn read(&mut self, secret: &Name, t: i64) {
         let times = self.reads.entry(secret.clone()).or_default();
-        if !times.insert(t) {
+        let copies = times.entry(t).or_default();
+        *copies += 1;
+        if *copies > 1 {
             return; // a read at the same time counted it already
         }
-        let mut from = t.saturating_sub(self.w);
-        if let Some(prev) = times.range(..t).next_back() {
-            from = from.max(prev.saturating_add(1));
-        }
-        let mut to = t;
-        if let Some(next) = times.range(t.saturating_add(1)..).next() {
-            to = to.min(next.saturating_sub(self.w).saturating_sub(1));
-        }
-        if from <= to {
-            for n in self.lists.range_mut(from..=to).map(|(_, n)| n) {
+        if let Some(lists) = self.alone_in(secret, t) {
+            for (_, (_, n)) in self.lists.range_mut(lists) {
                 *n += 1;
             }
         }
+    }
+
+    fn unread(&mut self, secret: &Name, t: i64) {
+        let Some(copies) = self
+            .reads
+            .get_mut(secret)
+            .and_then(|times| times.get_mut(&t))
+        else {
+            return;
+        };
+        *copies -= 1;
+        if *copies > 0 {
+            return; // another read at the same time still counts it
+        }
+        if let Some(lists) = self.alone_in(secret, t) {
+            for (_, (_, n)) in self.lists.range_mut(lists) {
+                *n -= 1;
+            }
+        }
+        if let Some(times) = self.reads.get_mut(secret) {
+            times.remove(&t);
+            if times.is_empty() {
+                self.reads.remove(secret);
+            }
+        }
+    }
+
+    /// The lists to which the read of `secret` at `t` is the only read of it in their
+    /// window: [t - W, t], after its previous read and more than W before its next.
+    fn alone_in(&self, secret: &Name, t: i64) -> Option<std::ops::RangeInclusive<i64>> {
+        let mut from = t.saturating_sub(self.w);
+        let mut to = t;
+        if let Some(times) = self.reads.get(secret) {
+            if let Some((prev, _)) = times.range(..t).next_back() {
+                from = from.max(prev.saturating_add(1));
+            }
+            if let Some((next, _)) = times.range(t.saturating_add(1)..).next() {
+                to = to.min(next.saturating_sub(self.w).saturating_sub(1));
+            }
+        }
+        // `range_mut` panics on from > to.
+        (from <= to).then_some(from..=to)
     }
 
     /// The lists whose window holds `t` (every list when `None`), with their counts.
@@ -81,7 +160,7 @@ impl ListReads {
             Some(t) => self.lists.range(t.saturating_sub(self.w)..=t),
             None => self.lists.range(..),
         };
-        range.map(|(l, n)| (*l, *n))
+        range.map(|(l, (_, n))| (*l, *n))
     }
 
     /// Forgets lists and reads before `floor` (evicted from the window): lists from the
@@ -89,7 +168,7 @@ impl ListReads {
     pub fn trim(&mut self, floor: i64) {
         self.lists.retain(|l, _| *l >= floor);
         self.reads.retain(|_, times| {
-            times.retain(|t| *t >= floor);
+            times.retain(|t, _| *t >= floor);
             !times.is_empty()
         });
     }
@@ -100,6 +179,80 @@ mod tests {
     use super::*;
 
     const MIN: i64 = 60_000_000;
+
+    #[test]
+    fn replaced_events_count_like_a_fresh_count() {
+        // One partition's events replaced again and again, as an exchange does: appended
+        // to, thinned out, cut before a time, now and then reordered; beside them the
+        // events of other partitions, which stay. Many secrets, so a dropped read often
+        // was a list's only read of its secret; times on a 30 s grid, so equal events
+        // (same time, same secret) come up. After every replacement the counts equal a
+        // fresh count of the events there are.
+        let w = 10 * MIN;
+        let mut seed = 3u64;
+        let mut next = |n: u64| {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            (seed >> 33) % n
+        };
+        let event = |next: &mut dyn FnMut(u64) -> u64| {
+            let t = i64::try_from(next(80)).unwrap_or(0) * 30_000_000;
+            if next(5) == 0 {
+                WinEvent {
+                    t,
+                    kind: WinKind::List,
+                    secret: None,
+                }
+            } else {
+                WinEvent {
+                    t,
+                    kind: WinKind::Get,
+                    secret: Some(format!("s{}", next(60)).into()),
+                }
+            }
+        };
+        let others: Vec<WinEvent> = (0..200).map(|_| event(&mut next)).collect();
+        let mut part: Vec<WinEvent> = Vec::new();
+        let mut c = ListReads::from_events(others.iter(), w);
+        let (mut removed, mut duplicates) = (0, 0);
+        for _ in 0..400 {
+            let mut now = part.clone();
+            match next(6) {
+                0 if !now.is_empty() => {
+                    now.remove(usize::try_from(next(now.len() as u64)).unwrap_or(0));
+                }
+                1 => {
+                    let floor = i64::try_from(next(20)).unwrap_or(0) * 30_000_000;
+                    now.retain(|e| e.t >= floor);
+                }
+                2 if now.len() > 2 => {
+                    let (a, b) = (next(now.len() as u64), next(now.len() as u64));
+                    now.swap(
+                        usize::try_from(a).unwrap_or(0),
+                        usize::try_from(b).unwrap_or(0),
+                    );
+                }
+                _ => {}
+            }
+            removed += part.len().saturating_sub(now.len());
+            for _ in 0..next(6) {
+                let e = event(&mut next);
+                duplicates += usize::from(others.contains(&e) || now.contains(&e));
+                now.push(e);
+            }
+            c.replace(&part, &now);
+            part = now;
+            let fresh = ListReads::from_events(others.iter().chain(&part), w);
+            assert_eq!(
+                c.around(None).collect::<Vec<_>>(),
+                fresh.around(None).collect::<Vec<_>>()
+            );
+        }
+        assert!(removed >= 100, "the test needs removals ({removed})");
+        assert!(
+            duplicates >= 20,
+            "the test needs equal events ({duplicates})"
+        );
+    }
 
     #[test]
     fn trimmed_counts_equal_counts_of_the_events_left() {

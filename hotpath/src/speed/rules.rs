@@ -81,9 +81,9 @@ pub struct Rules {
     stats: Map<(i32, Metric), Stats>,
     ages: Map<i32, u32>,
     /// Per key, the list-then-read counts ([`ListReads`]): kept up to date by the
-    /// events `observe` pushes. Derived from the window events: a key's entry is dropped
-    /// when another instance's contribution changes its events (or its partition leaves),
-    /// trimmed with them on eviction, and rebuilt on the next use.
+    /// events `observe` pushes. Derived from the window events: a key's entry follows
+    /// another instance's contribution when it changes, is dropped when a partition
+    /// leaves, trimmed with the events on eviction, and rebuilt on the next use.
     list_reads: Map<WinKey, ListReads>,
     /// Newest event time seen (drives eviction).
     pub max_time: i64,
@@ -134,11 +134,20 @@ impl Rules {
     /// Replaces partition `p`'s contribution ([`State::replace`]); returns what changed,
     /// for [`Rules::reevaluate`].
     pub fn replace(&mut self, c: Contribution) -> (Vec<(i32, Key)>, Vec<WinKey>) {
-        let (counts, windows) = self.state.replace(c);
-        for k in &windows {
-            self.list_reads.remove(k);
+        // The list-then-read counts follow the partition's events: the ones it dropped
+        // go, the new ones come (not a recount of every partition's events of the key).
+        let old = self.state.part(c.partition);
+        for (k, counts) in &mut self.list_reads {
+            let before = old.and_then(|o| o.windows.get(k));
+            let after = c.windows.get(k);
+            if before != after {
+                counts.replace(
+                    before.map_or(&[][..], Vec::as_slice),
+                    after.map_or(&[][..], Vec::as_slice),
+                );
+            }
         }
-        (counts, windows)
+        self.state.replace(c)
     }
 
     /// Drops partition `p`'s contribution ([`State::remove`]).
