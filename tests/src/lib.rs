@@ -709,6 +709,54 @@ pub fn committed_offsets(metrics: &str) -> BTreeMap<i32, i64> {
         .collect()
 }
 
+/// Waits for a condition, polling every 100 ms; how long it took.
+pub fn wait_for(
+    what: &str,
+    limit: Duration,
+    mut ok: impl FnMut() -> Result<bool>,
+) -> Result<Duration> {
+    let start = Instant::now();
+    while !ok()? {
+        ensure!(
+            start.elapsed() <= limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(start.elapsed())
+}
+
+/// One past the last offset the ledger holds, per partition.
+pub fn ledger_ends(ledger: &Ledger, partitions: i32) -> BTreeMap<i32, i64> {
+    (0..partitions)
+        .map(|p| {
+            let last = ledger.messages.range((p, 0)..(p + 1, 0)).next_back();
+            (p, last.map_or(0, |((_, o), _)| o + 1))
+        })
+        .collect()
+}
+
+/// Partitions an instance holds (`kvlake_hot_partitions_assigned` on its `/metrics`
+/// port), 0 when it does not answer.
+pub fn partitions_assigned(port: u16) -> f64 {
+    http_get(port, "/metrics").map_or(0.0, |(_, m)| {
+        prometheus_sum(&m, "kvlake_hot_partitions_assigned")
+    })
+}
+
+/// Batches an instance committed, 0 when it does not answer.
+pub fn batches_committed(port: u16) -> f64 {
+    http_get(port, "/metrics").map_or(0.0, |(_, m)| {
+        prometheus_sum(&m, "kvlake_hot_batches_committed_total")
+    })
+}
+
+/// `kvlake_hot_committed_offset` per partition of an instance, none when it does not
+/// answer.
+pub fn committed_by(port: u16) -> BTreeMap<i32, i64> {
+    http_get(port, "/metrics").map_or_else(|_| BTreeMap::new(), |(_, m)| committed_offsets(&m))
+}
+
 /// `kvlake hot` started in the background, its stderr kept for [`Proc::finish`].
 pub fn spawn_hot(bootstrap: &str, topic: &str, lake: &str, args: &[&str]) -> Result<Proc> {
     Ok(Proc(

@@ -2,6 +2,7 @@
 //! (librdkafka's mock cluster) and Azurite; every test checks each record by its
 //! (partition, offset, record index).
 
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -401,18 +402,49 @@ fn two_instances_share_a_group_and_the_survivor_takes_over_exactly_once() -> Res
     let (broker, mut ledger) = loaded_broker(TOPIC, partitions, 41, 0.0, 300)?;
     let lake = tempfile::tempdir()?;
     let url = lake.path().to_str().unwrap_or_default().to_string();
-    let group = [
-        "--scale-out",
-        "--batch-max-records",
-        "200",
-        "--kafka-option",
-        "session.timeout.ms=6000",
-        "--kafka-option",
-        "heartbeat.interval.ms=500",
-    ];
-    let mut a = spawn_hot(&broker.bootstrap, TOPIC, &url, &group)?;
-    let mut b = spawn_hot(&broker.bootstrap, TOPIC, &url, &group)?;
-    std::thread::sleep(Duration::from_secs(8));
+    let logs = tempfile::tempdir()?;
+    let ports = [free_port()?, free_port()?];
+    let spawn = |name: &str, port: u16| -> Result<Proc> {
+        let addr = format!("127.0.0.1:{port}");
+        let args = [
+            "--scale-out",
+            "--batch-max-records",
+            "200",
+            "--metrics-addr",
+            &addr,
+            "--kafka-option",
+            "session.timeout.ms=6000",
+            "--kafka-option",
+            "heartbeat.interval.ms=500",
+        ];
+        // Logs go to files: a pipe nobody reads until the end could fill and stall it.
+        Ok(Proc(
+            hot_command(&broker.bootstrap, TOPIC, &url, &args)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(
+                    logs.path().join(format!("{name}.log")),
+                )?)
+                .spawn()?,
+        ))
+    };
+    let n = f64::from(partitions);
+    let mut a = spawn("a", ports[0])?;
+    let mut b = spawn("b", ports[1])?;
+    // Both hold partitions and have committed before the kill, so the survivor must
+    // resume the dead one's partitions from the dead one's commits. On a loaded machine
+    // one may hold all six for a while before the other joins: wait for the split.
+    wait_for(
+        "both instances to hold partitions and commit a batch",
+        Duration::from_secs(120),
+        || {
+            let (x, y) = (partitions_assigned(ports[0]), partitions_assigned(ports[1]));
+            Ok(x > 0.0
+                && y > 0.0
+                && x + y == n
+                && batches_committed(ports[0]) > 0.0
+                && batches_committed(ports[1]) > 0.0)
+        },
+    )?;
     signal(&a.0, "KILL");
     let _ = a.0.wait();
     produce(
@@ -423,22 +455,35 @@ fn two_instances_share_a_group_and_the_survivor_takes_over_exactly_once() -> Res
         300,
         &mut ledger,
     )?;
-    // The survivor gets the dead member's partitions after the session timeout.
-    std::thread::sleep(Duration::from_secs(15));
+    // The survivor gets the dead member's partitions after the session timeout and
+    // reads every partition to its end.
+    let end = ledger_ends(&ledger, partitions);
+    wait_for(
+        "the survivor to hold every partition and commit each to its end",
+        Duration::from_secs(120),
+        || {
+            let committed = committed_by(ports[1]);
+            Ok(partitions_assigned(ports[1]) == n
+                && end
+                    .iter()
+                    .all(|(p, e)| committed.get(p).is_some_and(|o| o >= e)))
+        },
+    )?;
     signal(&b.0, "TERM");
-    let (code, stderr) = b.finish()?;
+    let (code, _) = b.finish()?;
+    let log = std::fs::read_to_string(logs.path().join("b.log"))?;
     assert_eq!(
         code,
         Some(0),
         "{}",
-        stderr.lines().rev().take(30).collect::<Vec<_>>().join("\n")
+        log.lines().rev().take(30).collect::<Vec<_>>().join("\n")
     );
-    let assigned: Vec<_> = log_lines(&stderr, "partitions assigned").collect();
+    let assigned: Vec<_> = log_lines(&log, "partitions assigned").collect();
     assert!(
         assigned.len() >= 2,
         "the survivor saw a second assignment after the kill: {assigned:?}"
     );
-    let committed: std::collections::BTreeSet<i64> = log_lines(&stderr, "batch committed")
+    let committed: std::collections::BTreeSet<i64> = log_lines(&log, "batch committed")
         .filter_map(|l| l.get("partition").and_then(|p| p.as_i64()))
         .collect();
     assert_eq!(

@@ -7,25 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail, ensure};
+use anyhow::{Result, ensure};
 use kvlake_generator::{Generator, GeneratorConfig};
 use kvlake_tests::tansu::{Batching, Tansu, produce_messages, produce_reported};
 use kvlake_tests::*;
 
 const TOPIC: &str = "kv-audit";
 const MIB: u64 = 1 << 20;
-
-/// Waits for a condition, polling every 100 ms.
-fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> Result<bool>) -> Result<Duration> {
-    let start = Instant::now();
-    while !ok()? {
-        if start.elapsed() > limit {
-            bail!("timed out after {limit:?} waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(start.elapsed())
-}
 
 /// A `/proc/<pid>/status` field in KiB.
 fn status_kib(pid: u32, field: &str) -> Option<u64> {
@@ -86,16 +74,6 @@ fn run_measured(mut cmd: Command, log: &Path, limit: Duration) -> Result<Measure
     })
 }
 
-/// One past the last offset the ledger holds, per partition.
-fn ends(ledger: &Ledger, partitions: i32) -> BTreeMap<i32, i64> {
-    (0..partitions)
-        .map(|p| {
-            let last = ledger.messages.range((p, 0)..(p + 1, 0)).next_back();
-            (p, last.map_or(0, |((_, o), _)| o + 1))
-        })
-        .collect()
-}
-
 fn last_lines(s: &str, n: usize) -> String {
     let mut v: Vec<_> = s.lines().rev().take(n).collect();
     v.reverse();
@@ -134,7 +112,7 @@ fn a_deep_backlog_on_tansu_stays_within_the_memory_budget_and_lands_exactly_once
             *bytes.entry(p).or_default() += b;
         }
     }
-    let end = ends(&ledger, partitions);
+    let end = ledger_ends(&ledger, partitions);
     println!(
         "produced {} messages, {} records in {:?}; MiB per partition {:?}; end offsets {end:?}",
         ledger.messages.len(),
@@ -212,7 +190,7 @@ fn a_deep_backlog_on_tansu_stays_within_the_memory_budget_and_lands_exactly_once
                 "run {runs} stopped before the reported end {r} of partition {p}"
             );
         }
-        let end = ends(&ledger, partitions);
+        let end = ledger_ends(&ledger, partitions);
         let tail: i64 = (0..partitions).map(|p| end[&p] - reported[&p]).sum();
         println!(
             "run {runs}: the tail behind Tansu's reported ends: {tail} messages, {} coordinates",
@@ -272,28 +250,6 @@ fn a_deep_backlog_on_tansu_stays_within_the_memory_budget_and_lands_exactly_once
     Ok(())
 }
 
-/// An instance's gauge value from its /metrics, 0 when it does not answer.
-fn assigned(port: u16) -> f64 {
-    http_get(port, "/metrics").map_or(0.0, |(_, m)| {
-        prometheus_sum(&m, "kvlake_hot_partitions_assigned")
-    })
-}
-
-/// Batches an instance committed, 0 when it does not answer.
-fn batches(port: u16) -> f64 {
-    http_get(port, "/metrics").map_or(0.0, |(_, m)| {
-        prometheus_sum(&m, "kvlake_hot_batches_committed_total")
-    })
-}
-
-/// `kvlake_hot_committed_offset` per partition from an instance's /metrics.
-fn committed(port: u16) -> BTreeMap<i32, i64> {
-    let Ok((_, text)) = http_get(port, "/metrics") else {
-        return BTreeMap::new();
-    };
-    committed_offsets(&text)
-}
-
 #[test]
 fn scale_out_on_tansu_survives_a_kill_and_a_join_with_traffic_exactly_once() -> Result<()> {
     let partitions = 6;
@@ -343,18 +299,18 @@ fn scale_out_on_tansu_survives_a_kill_and_a_join_with_traffic_exactly_once() -> 
         "both instances to hold partitions and commit a batch",
         Duration::from_secs(120),
         || {
-            let (x, y) = (assigned(ports[0]), assigned(ports[1]));
+            let (x, y) = (partitions_assigned(ports[0]), partitions_assigned(ports[1]));
             Ok(x > 0.0
                 && y > 0.0
                 && x + y == n
-                && batches(ports[0]) > 0.0
-                && batches(ports[1]) > 0.0)
+                && batches_committed(ports[0]) > 0.0
+                && batches_committed(ports[1]) > 0.0)
         },
     )?;
     println!(
         "a and b split the partitions and committed {split:?} after start: a {}, b {}",
-        assigned(ports[0]),
-        assigned(ports[1])
+        partitions_assigned(ports[0]),
+        partitions_assigned(ports[1])
     );
 
     // Live traffic throughout the kill and the join, on its own thread and ledger.
@@ -385,7 +341,7 @@ fn scale_out_on_tansu_survives_a_kill_and_a_join_with_traffic_exactly_once() -> 
     let takeover = wait_for(
         "the survivor to take every partition",
         Duration::from_secs(120),
-        || Ok(assigned(ports[1]) == n),
+        || Ok(partitions_assigned(ports[1]) == n),
     )?;
     println!("kill -9 of a to b holding all {partitions} partitions: {takeover:?}");
 
@@ -394,14 +350,14 @@ fn scale_out_on_tansu_survives_a_kill_and_a_join_with_traffic_exactly_once() -> 
         "b and the newcomer c to split the partitions",
         Duration::from_secs(120),
         || {
-            let (y, z) = (assigned(ports[1]), assigned(ports[2]));
+            let (y, z) = (partitions_assigned(ports[1]), partitions_assigned(ports[2]));
             Ok(y > 0.0 && z > 0.0 && y + z == n)
         },
     )?;
     println!(
         "start of c to b and c splitting: {join:?} (b {}, c {})",
-        assigned(ports[1]),
-        assigned(ports[2])
+        partitions_assigned(ports[1]),
+        partitions_assigned(ports[2])
     );
 
     stop.store(true, Ordering::Relaxed);
@@ -419,7 +375,7 @@ fn scale_out_on_tansu_survives_a_kill_and_a_join_with_traffic_exactly_once() -> 
             "{k:?} produced twice"
         );
     }
-    let end = ends(&ledger, partitions);
+    let end = ledger_ends(&ledger, partitions);
     // Done when the lake's log has every partition up to its end, by whichever
     // instance holds it now (a gauge left behind by a former holder is lower).
     let drained = wait_for(
@@ -428,7 +384,7 @@ fn scale_out_on_tansu_survives_a_kill_and_a_join_with_traffic_exactly_once() -> 
         || {
             let mut top: BTreeMap<i32, i64> = BTreeMap::new();
             for port in &ports[1..] {
-                for (p, o) in committed(*port) {
+                for (p, o) in committed_by(*port) {
                     let t = top.entry(p).or_insert(o);
                     *t = (*t).max(o);
                 }
