@@ -709,6 +709,36 @@ pub fn committed_offsets(metrics: &str) -> BTreeMap<i32, i64> {
         .collect()
 }
 
+/// `kvlake hot --scale-out` as a member of a consumer group with 6 s sessions (a killed
+/// member is noticed in seconds), its metrics on `port`, its log in the file `log` (a
+/// pipe nobody reads until the end could fill and stall it).
+pub fn spawn_group_member(
+    bootstrap: &str,
+    topic: &str,
+    lake: &str,
+    port: u16,
+    log: &Path,
+) -> Result<Proc> {
+    let addr = format!("127.0.0.1:{port}");
+    let args = [
+        "--scale-out",
+        "--batch-max-records",
+        "200",
+        "--metrics-addr",
+        &addr,
+        "--kafka-option",
+        "session.timeout.ms=6000",
+        "--kafka-option",
+        "heartbeat.interval.ms=500",
+    ];
+    Ok(Proc(
+        hot_command(bootstrap, topic, lake, &args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log)?)
+            .spawn()?,
+    ))
+}
+
 /// Waits for a condition, polling every 100 ms; how long it took.
 pub fn wait_for(
     what: &str,
@@ -724,6 +754,23 @@ pub fn wait_for(
         std::thread::sleep(Duration::from_millis(100));
     }
     Ok(start.elapsed())
+}
+
+/// Waits until two group members (their metrics ports) split `partitions` between them
+/// and each has committed a batch; how long it took.
+pub fn wait_for_split(ports: [u16; 2], partitions: i32) -> Result<Duration> {
+    wait_for(
+        "both instances to hold partitions and commit a batch",
+        Duration::from_secs(120),
+        || {
+            let (x, y) = (partitions_assigned(ports[0]), partitions_assigned(ports[1]));
+            Ok(x > 0.0
+                && y > 0.0
+                && x + y == f64::from(partitions)
+                && batches_committed(ports[0]) > 0.0
+                && batches_committed(ports[1]) > 0.0)
+        },
+    )
 }
 
 /// One past the last offset the ledger holds, per partition.

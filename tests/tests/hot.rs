@@ -2,7 +2,6 @@
 //! (librdkafka's mock cluster) and Azurite; every test checks each record by its
 //! (partition, offset, record index).
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -404,28 +403,14 @@ fn two_instances_share_a_group_and_the_survivor_takes_over_exactly_once() -> Res
     let url = lake.path().to_str().unwrap_or_default().to_string();
     let logs = tempfile::tempdir()?;
     let ports = [free_port()?, free_port()?];
-    let spawn = |name: &str, port: u16| -> Result<Proc> {
-        let addr = format!("127.0.0.1:{port}");
-        let args = [
-            "--scale-out",
-            "--batch-max-records",
-            "200",
-            "--metrics-addr",
-            &addr,
-            "--kafka-option",
-            "session.timeout.ms=6000",
-            "--kafka-option",
-            "heartbeat.interval.ms=500",
-        ];
-        // Logs go to files: a pipe nobody reads until the end could fill and stall it.
-        Ok(Proc(
-            hot_command(&broker.bootstrap, TOPIC, &url, &args)
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(
-                    logs.path().join(format!("{name}.log")),
-                )?)
-                .spawn()?,
-        ))
+    let spawn = |name: &str, port: u16| {
+        spawn_group_member(
+            &broker.bootstrap,
+            TOPIC,
+            &url,
+            port,
+            &logs.path().join(format!("{name}.log")),
+        )
     };
     let n = f64::from(partitions);
     let mut a = spawn("a", ports[0])?;
@@ -433,18 +418,7 @@ fn two_instances_share_a_group_and_the_survivor_takes_over_exactly_once() -> Res
     // Both hold partitions and have committed before the kill, so the survivor must
     // resume the dead one's partitions from the dead one's commits. On a loaded machine
     // one may hold all six for a while before the other joins: wait for the split.
-    wait_for(
-        "both instances to hold partitions and commit a batch",
-        Duration::from_secs(120),
-        || {
-            let (x, y) = (partitions_assigned(ports[0]), partitions_assigned(ports[1]));
-            Ok(x > 0.0
-                && y > 0.0
-                && x + y == n
-                && batches_committed(ports[0]) > 0.0
-                && batches_committed(ports[1]) > 0.0)
-        },
-    )?;
+    wait_for_split([ports[0], ports[1]], partitions)?;
     signal(&a.0, "KILL");
     let _ = a.0.wait();
     produce(

@@ -266,28 +266,14 @@ fn scale_out_on_tansu_survives_a_kill_and_a_join_with_traffic_exactly_once() -> 
     )?;
     let dir = tempfile::tempdir()?;
     let url = dir.path().join("lake").display().to_string();
-    let spawn = |name: &str, port: u16| -> Result<Proc> {
-        let addr = format!("127.0.0.1:{port}");
-        let args = [
-            "--scale-out",
-            "--batch-max-records",
-            "200",
-            "--metrics-addr",
-            &addr,
-            "--kafka-option",
-            "session.timeout.ms=6000",
-            "--kafka-option",
-            "heartbeat.interval.ms=500",
-        ];
-        // Logs go to files: a pipe nobody reads until the end could fill and stall it.
-        Ok(Proc(
-            hot_command(&tansu.bootstrap, TOPIC, &url, &args)
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(
-                    dir.path().join(format!("{name}.log")),
-                )?)
-                .spawn()?,
-        ))
+    let spawn = |name: &str, port: u16| {
+        spawn_group_member(
+            &tansu.bootstrap,
+            TOPIC,
+            &url,
+            port,
+            &dir.path().join(format!("{name}.log")),
+        )
     };
     let ports = [free_port()?, free_port()?, free_port()?];
     let n = f64::from(partitions);
@@ -295,18 +281,7 @@ fn scale_out_on_tansu_survives_a_kill_and_a_join_with_traffic_exactly_once() -> 
     let mut b = spawn("b", ports[1])?;
     // Both hold partitions and have committed to the lake before the kill, so the
     // survivor must resume the dead one's partitions from the dead one's commits.
-    let split = wait_for(
-        "both instances to hold partitions and commit a batch",
-        Duration::from_secs(120),
-        || {
-            let (x, y) = (partitions_assigned(ports[0]), partitions_assigned(ports[1]));
-            Ok(x > 0.0
-                && y > 0.0
-                && x + y == n
-                && batches_committed(ports[0]) > 0.0
-                && batches_committed(ports[1]) > 0.0)
-        },
-    )?;
+    let split = wait_for_split([ports[0], ports[1]], partitions)?;
     println!(
         "a and b split the partitions and committed {split:?} after start: a {}, b {}",
         partitions_assigned(ports[0]),

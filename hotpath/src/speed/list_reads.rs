@@ -180,6 +180,15 @@ mod tests {
 
     const MIN: i64 = 60_000_000;
 
+    /// A SecretList at `t`, or a read of secret `s<secret>`.
+    fn event(t: i64, list: bool, secret: u64) -> WinEvent {
+        WinEvent {
+            t,
+            kind: if list { WinKind::List } else { WinKind::Get },
+            secret: (!list).then(|| format!("s{secret}").into()),
+        }
+    }
+
     #[test]
     fn replaced_events_count_like_a_fresh_count() {
         // One partition's events replaced again and again, as an exchange does: appended
@@ -194,23 +203,11 @@ mod tests {
             seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
             (seed >> 33) % n
         };
-        let event = |next: &mut dyn FnMut(u64) -> u64| {
+        let random_event = |next: &mut dyn FnMut(u64) -> u64| {
             let t = i64::try_from(next(80)).unwrap_or(0) * 30_000_000;
-            if next(5) == 0 {
-                WinEvent {
-                    t,
-                    kind: WinKind::List,
-                    secret: None,
-                }
-            } else {
-                WinEvent {
-                    t,
-                    kind: WinKind::Get,
-                    secret: Some(format!("s{}", next(60)).into()),
-                }
-            }
+            event(t, next(5) == 0, next(60))
         };
-        let others: Vec<WinEvent> = (0..200).map(|_| event(&mut next)).collect();
+        let others: Vec<WinEvent> = (0..200).map(|_| random_event(&mut next)).collect();
         let mut part: Vec<WinEvent> = Vec::new();
         let mut c = ListReads::from_events(others.iter(), w);
         let (mut removed, mut duplicates) = (0, 0);
@@ -235,7 +232,7 @@ mod tests {
             }
             removed += part.len().saturating_sub(now.len());
             for _ in 0..next(6) {
-                let e = event(&mut next);
+                let e = random_event(&mut next);
                 duplicates += usize::from(others.contains(&e) || now.contains(&e));
                 now.push(e);
             }
@@ -273,19 +270,7 @@ mod tests {
         let mut newest = 0;
         for i in 0..3_000i64 {
             let t = i * 3_600_000 + next(120) * 1_000_000; // 3.6 s apart, up to 2 min late
-            let e = if next(6) == 0 {
-                WinEvent {
-                    t,
-                    kind: WinKind::List,
-                    secret: None,
-                }
-            } else {
-                WinEvent {
-                    t,
-                    kind: WinKind::Get,
-                    secret: Some(format!("s{}", next(20)).into()),
-                }
-            };
+            let e = event(t, next(6) == 0, next(20).unsigned_abs());
             match &e.secret {
                 Some(s) => c.read(s, t),
                 None => c.list(t),
