@@ -579,7 +579,12 @@ impl Router {
                 biased;
                 _ = self.stop.cancelled() => return Ok(()),
                 Some(done) = self.tasks.join_next() => self.collect(done)?,
-                Some(p) = self.reading_done.recv() => self.release(p)?,
+                // Only a partition this run assigned itself hands its place on: in the
+                // group, a revoked and re-assigned partition's new task may already hold
+                // pending messages, which `release` would drop.
+                Some(p) = self.reading_done.recv() => if self.assigned.contains(&p) {
+                    self.release(p)?;
+                },
                 msg = consumer.recv() => {
                     if subscribe {
                         self.handle_rebalance().await?;
