@@ -673,3 +673,30 @@ proptest! {
         prop_assert_eq!(x.dead_letter, y.dead_letter);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Sizing the builders for the expected rows (after the first message with a row,
+    /// whatever it holds) never changes the batches: the rows so far are carried over.
+    #[test]
+    fn reserving_rows_changes_nothing(
+        messages in proptest::collection::vec(
+            proptest::collection::vec(arb_record(), 0..4), 1..5),
+        expected in 0usize..40,
+    ) {
+        let opts = DecodeOptions { seen_time_micros: 7, ..DecodeOptions::default() };
+        let (mut plain, mut sized) = (Decoder::new(opts), Decoder::new(opts));
+        sized.reserve_rows(expected);
+        for round in 0..2 {
+            for records in &messages {
+                let v = serde_json::json!({ "records": records.iter().map(to_json).collect::<Vec<_>>() });
+                let msg = serde_json::to_vec(&v).unwrap();
+                prop_assert_eq!(plain.decode_message(&msg, &COORDS), sized.decode_message(&msg, &COORDS));
+            }
+            let (a, b) = (plain.finish(), sized.finish());
+            prop_assert_eq!(a.raw, b.raw, "round {}", round);
+            prop_assert_eq!(a.dead_letter, b.dead_letter);
+        }
+    }
+}
