@@ -31,7 +31,6 @@ use crate::raw::{COLUMNS, Kind, raw_schema};
 use crate::resource::resource_id_parts;
 use crate::time::{day_and_hour, parse_timestamp_micros};
 
-mod column;
 mod fast;
 mod scan;
 pub mod shape;
@@ -924,7 +923,7 @@ fn insert_path(
 }
 /// Column builders for the raw table.
 enum ColumnBuilder {
-    Text(column::TextColumn),
+    Text(StringBuilder),
     Int64(Int64Builder),
     Int32(Int32Builder),
     Bool(BooleanBuilder),
@@ -935,7 +934,7 @@ enum ColumnBuilder {
 impl ColumnBuilder {
     fn new(kind: Kind) -> Self {
         match kind {
-            Kind::Text => ColumnBuilder::Text(column::TextColumn::default()),
+            Kind::Text => ColumnBuilder::Text(StringBuilder::new()),
             Kind::Int64 => ColumnBuilder::Int64(Int64Builder::new()),
             Kind::Int32 => ColumnBuilder::Int32(Int32Builder::new()),
             Kind::Bool => ColumnBuilder::Bool(BooleanBuilder::new()),
@@ -969,15 +968,17 @@ impl ColumnBuilder {
         }
     }
 
-    /// Gives this builder room for `rows` rows in all, as wide per row as its `now` rows
-    /// so far (a quarter more for text): text columns grow in place, the others are
-    /// re-created with their rows copied over (a few rows, once per batch).
+    /// Re-creates this builder with room for `rows` rows, as wide per row as its `now`
+    /// rows so far (a quarter more), keeping those rows.
     fn resize_for(&mut self, rows: usize, now: usize) {
         match self {
             ColumnBuilder::Text(b) => {
-                let per_row = b.value_bytes().div_ceil(now.max(1));
-                let more = rows.saturating_sub(b.len());
-                b.reserve(more, (more + more / 4).saturating_mul(per_row));
+                let per_row = b.values_slice().len().div_ceil(now.max(1));
+                let bytes = (rows + rows / 4).saturating_mul(per_row);
+                let old = b.finish();
+                *b = StringBuilder::with_capacity(rows, bytes);
+                b.append_array(&old)
+                    .expect("a string array of this builder fits its own kind");
             }
             ColumnBuilder::Int64(b) => resize_primitive(b, rows),
             ColumnBuilder::Int32(b) => resize_primitive(b, rows),
@@ -1225,8 +1226,8 @@ impl Decoder {
         self.sized = false;
     }
 
-    /// Gives the raw builders room for `expected_rows` rows, each column as wide per row
-    /// as in the rows so far (plus a quarter).
+    /// Re-creates the raw builders with room for `expected_rows` rows, each column as wide
+    /// per row as in the rows so far (plus a quarter), and the rows so far copied over.
     fn size_builders(&mut self) {
         self.sized = true;
         let (rows, now) = (self.expected_rows, self.raw_rows);
