@@ -4,7 +4,10 @@
 //! Criterion groups: decode + Parquet of the same messages under whole-file settings
 //! (MB/s of message bytes), and Parquet alone. Before them a per-column table (median of
 //! 7 encodes of each column alone; MB/s of the column's Arrow bytes, and its size in the
-//! file) under plain/dictionary × uncompressed/zstd-1/zstd-3, printed to stderr.
+//! file) under plain/dictionary × uncompressed/zstd-1/zstd-3, printed to stderr, and
+//! where the time of kvlake's own settings goes: each column alone under
+//! [`kvlake_schemas::writer::writer_properties`], its share of the sum, its MB/s and size.
+//! `KVLAKE_COST_TABLE_ONLY=1` prints only that last table.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -89,8 +92,32 @@ const UNIQUE: &[&str] = &[
     "certificate_properties",
     "nested_properties",
 ];
-/// Few-value columns: the same list then and now (`reason` only exists in dead letters).
-use kvlake_schemas::writer::TINY_COLUMNS as TINY;
+/// Few-value columns, dictionary-encoded and uncompressed, as they were before
+/// `PLAIN_COLUMNS` (`reason` only exists in dead letters).
+const TINY: &[&str] = &[
+    "_source",
+    "_partition",
+    "_record_index",
+    "operation_version",
+    "category",
+    "result_type",
+    "result_signature",
+    "http_status_code",
+    "is_access_policy_match",
+    "is_rbac_authorized",
+    "tls_version",
+    "identity_type",
+    "identity_app_id_acr",
+    "identity_tenant_id",
+    "result_class",
+    "subscription_id",
+    "resource_group",
+    "vault_name",
+    "object_kind",
+    "address_authorization_type",
+    "trusted_service",
+    "reason",
+];
 
 fn base(level: i32) -> WriterPropertiesBuilder {
     let mut b = WriterProperties::builder();
@@ -111,9 +138,40 @@ fn issue15() -> WriterPropertiesBuilder {
     kvlake_schemas::writer::writer_properties(1024 * 1024).into_builder()
 }
 
+/// kvlake's settings with dictionaries (uncompressed) back on its `PLAIN_COLUMNS`: the
+/// settings before them.
+fn tiny_dictionaries(b: WriterPropertiesBuilder) -> WriterPropertiesBuilder {
+    kvlake_schemas::writer::PLAIN_COLUMNS
+        .iter()
+        .fold(b, |b, col| {
+            b.set_column_dictionary_enabled(ColumnPath::from(*col), true)
+                .set_column_compression(ColumnPath::from(*col), Compression::UNCOMPRESSED)
+        })
+}
+
+/// Few-value columns that keep their dictionary: each is a few KB larger without it.
+const PLAIN_MORE: &[&str] = &[
+    "tls_version",
+    "result_description",
+    "identity_type",
+    "identity_app_id_acr",
+    "operation_version",
+];
+
 fn variants() -> Vec<(&'static str, WriterProperties)> {
     vec![
         ("issue15", issue15().build()),
+        ("tiny_dictionaries", tiny_dictionaries(issue15()).build()),
+        (
+            "plain_more",
+            PLAIN_MORE
+                .iter()
+                .fold(issue15(), |b, col| {
+                    b.set_column_dictionary_enabled(ColumnPath::from(*col), false)
+                        .set_column_compression(ColumnPath::from(*col), zstd(1))
+                })
+                .build(),
+        ),
         (
             "issue15_batch8k",
             issue15().set_write_batch_size(8192).build(),
@@ -223,14 +281,77 @@ fn column_table(batch: &RecordBatch) {
     }
 }
 
+/// Where the time of kvlake's settings goes: each column alone (median of 11) under the
+/// production writer properties, with its share of the sum of columns, and the whole file.
+fn cost_table(batch: &RecordBatch) {
+    let props = kvlake_schemas::writer::writer_properties(1024 * 1024);
+    let median = |one: &RecordBatch| {
+        let mut times = Vec::new();
+        let mut size = 0;
+        for _ in 0..11 {
+            let t = Instant::now();
+            size = write(one, &props);
+            times.push(t.elapsed().as_secs_f64());
+        }
+        times.sort_by(f64::total_cmp);
+        (times[5], size)
+    };
+    let mut rows = Vec::new();
+    for (i, field) in batch.schema().fields().iter().enumerate() {
+        let col = batch.column(i).clone();
+        let Ok(one) = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![field.as_ref().clone()])),
+            vec![col.clone()],
+        ) else {
+            continue;
+        };
+        let (secs, size) = median(&one);
+        rows.push((
+            field.name().clone(),
+            col.get_buffer_memory_size(),
+            secs,
+            size,
+        ));
+    }
+    let sum: f64 = rows.iter().map(|r| r.2).sum();
+    let (whole, whole_size) = median(batch);
+    rows.sort_by(|a, b| b.2.total_cmp(&a.2));
+    eprintln!(
+        "{:<28} {:>9} {:>8} {:>6} {:>8} {:>8}",
+        "column (kvlake settings)", "arrow KB", "µs", "share", "MB/s", "file KB"
+    );
+    for (name, arrow_bytes, secs, size) in &rows {
+        eprintln!(
+            "{:<28} {:>9} {:>8.0} {:>5.1}% {:>8.0} {:>8}",
+            name,
+            arrow_bytes / 1024,
+            secs * 1e6,
+            secs / sum * 100.0,
+            *arrow_bytes as f64 / secs / 1e6,
+            size / 1024
+        );
+    }
+    eprintln!(
+        "sum of columns {:.0} µs; whole file {:.0} µs, {} KB",
+        sum * 1e6,
+        whole * 1e6,
+        whole_size / 1024
+    );
+}
+
 fn bench(c: &mut Criterion) {
     let msgs = messages();
     let bytes: usize = msgs.iter().map(Vec::len).sum();
     let batch = decode(&msgs);
     assert_eq!(batch.num_rows(), RECORDS);
-    // `KVLAKE_NO_COLUMN_TABLE=1` skips the per-column table (a minute of encodes).
+    if std::env::var_os("KVLAKE_COST_TABLE_ONLY").is_some() {
+        cost_table(&batch);
+        return;
+    }
+    // `KVLAKE_NO_COLUMN_TABLE=1` skips the per-column tables (a minute of encodes).
     if std::env::var_os("KVLAKE_NO_COLUMN_TABLE").is_none() {
         column_table(&batch);
+        cost_table(&batch);
     }
     let mut g = c.benchmark_group(format!("decode_parquet_{:.1}MB", bytes as f64 / 1e6));
     g.throughput(Throughput::Bytes(bytes as u64));
