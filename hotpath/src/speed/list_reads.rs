@@ -8,6 +8,9 @@
 //! set of secrets per list; taking a read out is the same walk with a decrement, which
 //! keeps the counts up to date when another instance's contribution changes
 //! ([`ListReads::replace`]).
+//!
+//! Beside them, the key's denials in time order, for the denied-burst rule: kept the
+//! same way, so a denial does not sort every window event of its key again.
 
 use std::collections::BTreeMap;
 
@@ -23,10 +26,12 @@ pub struct ListReads {
     reads: Map<Name, BTreeMap<i64, u32>>,
     /// Each list's time → lists at that time, different secrets read in [l, l + W].
     lists: BTreeMap<i64, (u32, u64)>,
+    /// Each denial's time → denials at that time.
+    denials: BTreeMap<i64, u32>,
 }
 
 impl ListReads {
-    /// Counts of a key's window events (lists and reads, in any order).
+    /// Counts of a key's window events (lists, reads and denials, in any order).
     pub fn from_events<'a>(events: impl Iterator<Item = &'a WinEvent>, w: i64) -> ListReads {
         let mut c = ListReads {
             w,
@@ -57,11 +62,13 @@ impl ListReads {
         }
     }
 
-    fn add(&mut self, e: &WinEvent) {
+    /// A window event of the key.
+    pub fn add(&mut self, e: &WinEvent) {
         match (e.kind, &e.secret) {
             (WinKind::List, _) => self.list(e.t),
             (WinKind::Get, Some(s)) => self.read(s, e.t),
-            _ => {}
+            (WinKind::Denied, _) => *self.denials.entry(e.t).or_default() += 1,
+            (WinKind::Get, None) => {}
         }
     }
 
@@ -69,7 +76,15 @@ impl ListReads {
         match (e.kind, &e.secret) {
             (WinKind::List, _) => self.unlist(e.t),
             (WinKind::Get, Some(s)) => self.unread(s, e.t),
-            _ => {}
+            (WinKind::Denied, _) => {
+                if let Some(copies) = self.denials.get_mut(&e.t) {
+                    *copies -= 1;
+                    if *copies == 0 {
+                        self.denials.remove(&e.t);
+                    }
+                }
+            }
+            (WinKind::Get, None) => {}
         }
     }
 
@@ -163,10 +178,18 @@ impl ListReads {
         range.map(|(l, (_, n))| (*l, *n))
     }
 
-    /// Forgets lists and reads before `floor` (evicted from the window): lists from the
-    /// floor on keep every read they count, as those come after them.
+    /// The denial times in `[from, to]`, ascending, each as often as it occurred.
+    pub fn denials(&self, from: i64, to: i64) -> impl Iterator<Item = i64> + '_ {
+        self.denials
+            .range(from..=to)
+            .flat_map(|(t, copies)| std::iter::repeat_n(*t, *copies as usize))
+    }
+
+    /// Forgets lists, reads and denials before `floor` (evicted from the window): lists
+    /// from the floor on keep every read they count, as those come after them.
     pub fn trim(&mut self, floor: i64) {
         self.lists.retain(|l, _| *l >= floor);
+        self.denials = self.denials.split_off(&floor);
         self.reads.retain(|_, times| {
             times.retain(|t, _| *t >= floor);
             !times.is_empty()

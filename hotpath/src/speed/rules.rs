@@ -76,6 +76,9 @@ pub struct Rules {
     /// Alerts raised (their id hashes), and by day for eviction.
     fired: Set<u128>,
     fired_days: BTreeMap<i32, Vec<u128>>,
+    /// The alerts raised, by (day, rule, counter or window key): "raised already"
+    /// without hashing the id's text on every record once a count has crossed.
+    raised: Set<(i32, Rule, Key)>,
     /// Highest window count seen per day and (identity, vault), for the peak series.
     peaks: Map<(i32, Metric), u64>,
     stats: Map<(i32, Metric), Stats>,
@@ -85,6 +88,9 @@ pub struct Rules {
     /// another instance's contribution when it changes, is dropped when a partition
     /// leaves, trimmed with the events on eviction, and rebuilt on the next use.
     list_reads: Map<WinKey, ListReads>,
+    /// The names of the keys, one allocation each ([`Rules::interned`]); those no key
+    /// holds any more are let go when a day closes.
+    names: Set<Name>,
     /// Newest event time seen (drives eviction).
     pub max_time: i64,
     lateness: i64,
@@ -103,10 +109,12 @@ impl Rules {
             history,
             fired: Set::default(),
             fired_days: BTreeMap::new(),
+            raised: Set::default(),
             peaks: Map::default(),
             stats: Map::default(),
             ages: Map::default(),
             list_reads: Map::default(),
+            names: Set::default(),
             max_time: i64::MIN,
             lateness: lateness_micros,
             late_records: 0,
@@ -171,30 +179,45 @@ impl Rules {
             return Vec::new();
         }
         self.max_time = self.max_time.max(ev.time);
+        let ev = &self.interned(ev);
         let p = ev.partition;
-        let mut changed: Vec<Key> = Vec::new();
-        let mut out = Vec::new();
+        if !self.state.is_live(day) {
+            // A new live day: the cached lake ages and baselines of the days after it
+            // count it now.
+            self.forget_cache();
+        }
+        // The counters this record adds to, with their new totals.
+        let mut changed: Vec<(Key, u64)> = Vec::with_capacity(5);
+        let mut count = |state: &mut State, k: Key, n: u64| {
+            let total = state.add(p, day, &k, n);
+            changed.push((k, total));
+        };
         if let Some(v) = &ev.vault {
-            self.state.add(p, day, Key::Vault(v.clone()), 1);
-            changed.push(Key::Vault(v.clone()));
+            count(&mut self.state, Key::Vault(v.clone()), 1);
         }
         if let (Some(id), Some(v)) = (&ev.identity, &ev.vault) {
-            self.state.add(p, day, Key::Identity(id.clone()), 1);
-            self.state.add(p, day, Key::Pair(id.clone(), v.clone()), 1);
-            changed.push(Key::Identity(id.clone()));
-            changed.push(Key::Pair(id.clone(), v.clone()));
+            count(&mut self.state, Key::Identity(id.clone()), 1);
+            count(&mut self.state, Key::Pair(id.clone(), v.clone()), 1);
             if let Some(oid) = &ev.object_id {
                 let app = ev.app_id.as_deref().unwrap_or("");
                 if !self.t.excluded_app_ids.iter().any(|x| x == app) {
                     let read =
                         ev.success && matches!(&*ev.operation, "SecretGet" | "KeyGet" | "VaultGet");
-                    self.state
-                        .add(p, day, Key::Reads(oid.clone()), u64::from(read));
+                    // A 0 registers the subject (it was active); only reads are evaluated.
+                    let k = Key::Reads(oid.clone());
                     if read {
-                        changed.push(Key::Reads(oid.clone()));
+                        count(&mut self.state, k, 1);
+                    } else {
+                        self.state.add(p, day, &k, 0);
                     }
                 }
             }
+        }
+        if let (Some(id), Some(ip)) = (&ev.identity, &ev.ip) {
+            count(&mut self.state, Key::Ip(id.clone(), ip.clone()), 1);
+        }
+        let mut out = Vec::new();
+        if let (Some(id), Some(v)) = (&ev.identity, &ev.vault) {
             let wk: WinKey = (id.clone(), v.clone());
             let denied = matches!(ev.http_status, Some(401 | 403));
             let list = ev.success && &*ev.operation == "SecretList";
@@ -224,10 +247,6 @@ impl Rules {
                 }
             }
         }
-        if let (Some(id), Some(ip)) = (&ev.identity, &ev.ip) {
-            self.state.add(p, day, Key::Ip(id.clone(), ip.clone()), 1);
-            changed.push(Key::Ip(id.clone(), ip.clone()));
-        }
         if ev.success
             && self
                 .t
@@ -237,10 +256,41 @@ impl Rules {
         {
             out.extend(self.sensitive(ev, now));
         }
-        for k in changed {
-            out.extend(self.eval_daily(day, &k, Some(ev), now));
+        for (k, total) in changed {
+            out.extend(self.eval_daily(day, &k, total, Some(ev), now));
         }
         out
+    }
+
+    /// `ev` with the names the rules key on replaced by the ones they hold already: each
+    /// chunk of records brings its own copies, and keys whose names are one allocation
+    /// compare by address instead of by text in every lookup.
+    fn interned(&mut self, ev: &Event) -> Event {
+        let names = &mut self.names;
+        let mut intern = |n: &Option<Name>| {
+            n.as_ref().map(|n| match names.get(&**n) {
+                Some(held) => held.clone(),
+                None => {
+                    names.insert(n.clone());
+                    n.clone()
+                }
+            })
+        };
+        Event {
+            partition: ev.partition,
+            offset: ev.offset,
+            record_index: ev.record_index,
+            time: ev.time,
+            operation: ev.operation.clone(),
+            success: ev.success,
+            http_status: ev.http_status,
+            identity: intern(&ev.identity),
+            object_id: intern(&ev.object_id),
+            app_id: ev.app_id.clone(),
+            vault: intern(&ev.vault),
+            ip: intern(&ev.ip),
+            object_name: intern(&ev.object_name),
+        }
     }
 
     /// Re-evaluates counters and windows that another instance's contribution changed.
@@ -252,7 +302,8 @@ impl Rules {
     ) -> Vec<Alert> {
         let mut out = Vec::new();
         for (day, k) in counts {
-            out.extend(self.eval_daily(*day, k, None, now));
+            let total = self.state.total(*day, k);
+            out.extend(self.eval_daily(*day, k, total, None, now));
         }
         for w in windows {
             out.extend(self.eval_denied(w, None, now));
@@ -300,6 +351,7 @@ impl Rules {
             }
         }
         self.peaks.retain(|(d, _), _| *d >= day);
+        self.raised.retain(|(d, _, _)| *d >= day);
         let old: Vec<i32> = self.fired_days.range(..day).map(|(d, _)| *d).collect();
         for d in old {
             for id in self.fired_days.remove(&d).unwrap_or_default() {
@@ -307,6 +359,7 @@ impl Rules {
             }
         }
         self.history.trim(keep_from);
+        self.names.retain(|n| std::sync::Arc::strong_count(n) > 1);
         self.forget_cache();
     }
 
@@ -387,7 +440,8 @@ impl Rules {
         s
     }
 
-    /// The history condition of the burst rules (`fired` in anomalies.sql).
+    /// The history condition of the burst rules (`fired` in anomalies.sql). For a given
+    /// day and metric it only gets easier as `v` grows (a higher score, or no `v` at all).
     fn history_ok(&mut self, day: i32, m: &Metric, v: u64) -> (bool, Stats) {
         let s = self.stats(day, m);
         let warm = self.t.warmup_days;
@@ -419,6 +473,46 @@ impl Rules {
                 .any(|d| d < day && self.state.seen(d, key))
     }
 
+    /// Whether the alert of `rule` for `k` on `day` is known to be raised (checked before
+    /// its id is hashed; ids read back from the outbox are learnt by
+    /// [`Rules::fired_before`]).
+    fn is_raised(&self, day: i32, rule: Rule, k: &Key) -> bool {
+        !self.raised.is_empty() && self.raised.contains(&(day, rule, k.clone()))
+    }
+
+    /// Whether alert `id`, the alert of `rule` for `k` on `day`, was raised before;
+    /// remembers it by key when so.
+    fn fired_before(&mut self, id: u128, day: i32, rule: Rule, k: &Key) -> bool {
+        let fired = self.fired.contains(&id);
+        if fired {
+            self.raised.insert((day, rule, k.clone()));
+        }
+        fired
+    }
+
+    /// The window counts of `wk`, built from its window events on first use; `ev` is
+    /// the event just pushed (of that kind), which a new entry holds already and an old
+    /// one learns here.
+    fn window_counts(&mut self, wk: &WinKey, ev: Option<(&Event, WinKind)>) -> &ListReads {
+        let w = self.window();
+        let state = &self.state;
+        let mut built = false;
+        let counts = self.list_reads.entry(wk.clone()).or_insert_with(|| {
+            built = true;
+            ListReads::from_events(state.window_events(wk), w)
+        });
+        if let (false, Some((e, kind))) = (built, ev) {
+            counts.add(&WinEvent {
+                t: e.time,
+                kind,
+                secret: (kind == WinKind::Get)
+                    .then(|| e.object_name.clone())
+                    .flatten(),
+            });
+        }
+        counts
+    }
+
     fn identity_first(&self, id: &Name) -> Option<i32> {
         let key = Key::Identity(id.clone());
         let live = self.state.days().find(|d| self.state.seen(*d, &key));
@@ -428,24 +522,47 @@ impl Rules {
         }
     }
 
-    fn eval_daily(&mut self, day: i32, k: &Key, ev: Option<&Event>, now: i64) -> Vec<Alert> {
-        // Every record reaches here for up to five counters: the cheap count conditions
-        // come first, the alert id (a hash and a date string) only when they hold.
-        let total = self.state.total(day, k);
+    /// The daily rule of counter `k` on `day`, whose total is `total`.
+    fn eval_daily(
+        &mut self,
+        day: i32,
+        k: &Key,
+        total: u64,
+        ev: Option<&Event>,
+        now: i64,
+    ) -> Vec<Alert> {
+        let out = self.eval_daily_rule(day, k, total, ev, now);
+        if !out.is_empty() {
+            self.raised.insert((day, Rule::Daily, k.clone()));
+        }
+        out
+    }
+
+    fn eval_daily_rule(
+        &mut self,
+        day: i32,
+        k: &Key,
+        total: u64,
+        ev: Option<&Event>,
+        now: i64,
+    ) -> Vec<Alert> {
+        // Every record reaches here for up to five counters: the cheap conditions come
+        // first (the count, "raised already" by key, the lake's age), the alert id (a
+        // hash of text) only when they all hold.
         let date = || day_text(day);
         let (ws, we) = (i64::from(day) * DAY, i64::from(day) * DAY + DAY);
         let warm = self.t.warmup_days;
         match k {
             Key::Reads(oid) => {
-                if total <= self.t.mass_retrieval_threshold {
-                    return Vec::new();
-                }
-                let id = alert_hash(kind::MASS_SECRET_RETRIEVAL, &[oid], date().as_str());
-                if self.fired.contains(&id) {
+                if total <= self.t.mass_retrieval_threshold || self.is_raised(day, Rule::Daily, k) {
                     return Vec::new();
                 }
                 let (ok, s) = self.history_ok(day, &Metric::Reads(oid.clone()), total);
                 if !ok {
+                    return Vec::new();
+                }
+                let id = alert_hash(kind::MASS_SECRET_RETRIEVAL, &[oid], date().as_str());
+                if self.fired_before(id, day, Rule::Daily, k) {
                     return Vec::new();
                 }
                 let t = self.t.mass_retrieval_threshold;
@@ -483,11 +600,11 @@ impl Rules {
                     && s.mean >= self.t.volume_min_baseline
                     && v >= self.t.volume_min_ratio * s.mean
                     && (v - s.mean) / s.spread >= self.t.score_threshold;
-                if !fires {
+                if !fires || self.is_raised(day, Rule::Daily, k) {
                     return Vec::new();
                 }
                 let id = alert_hash(kind::UNUSUAL_VOLUME, &[scope, &name], date().as_str());
-                if self.fired.contains(&id) {
+                if self.fired_before(id, day, Rule::Daily, k) {
                     return Vec::new();
                 }
                 let who = if scope == "vault" {
@@ -523,15 +640,16 @@ impl Rules {
                 )]
             }
             Key::Pair(i, v) => {
-                if total < self.t.new_subject_min_operations {
-                    return Vec::new();
-                }
-                let id = alert_hash(kind::NEW_IDENTITY_ON_VAULT, &[i, v], date().as_str());
-                if self.fired.contains(&id) || self.known_before(k, &self.history.pair_first, day) {
+                if total < self.t.new_subject_min_operations || self.is_raised(day, Rule::Daily, k)
+                {
                     return Vec::new();
                 }
                 let age = self.lake_age(day);
-                if age < warm {
+                if age < warm || self.known_before(k, &self.history.pair_first, day) {
+                    return Vec::new();
+                }
+                let id = alert_hash(kind::NEW_IDENTITY_ON_VAULT, &[i, v], date().as_str());
+                if self.fired_before(id, day, Rule::Daily, k) {
                     return Vec::new();
                 }
                 let d = format!(
@@ -552,17 +670,18 @@ impl Rules {
                 )]
             }
             Key::Ip(i, ip) => {
-                if total < self.t.new_subject_min_operations {
-                    return Vec::new();
-                }
-                let id = alert_hash(kind::NEW_IP_FOR_IDENTITY, &[i, ip], date().as_str());
-                if self.fired.contains(&id) || self.known_before(k, &self.history.ip_first, day) {
+                if total < self.t.new_subject_min_operations
+                    || self.is_raised(day, Rule::Daily, k)
+                    || self.lake_age(day) < warm
+                    || self.known_before(k, &self.history.ip_first, day)
+                {
                     return Vec::new();
                 }
                 let Some(since) = self.identity_first(i).filter(|f| *f < day) else {
                     return Vec::new();
                 };
-                if self.lake_age(day) < warm {
+                let id = alert_hash(kind::NEW_IP_FOR_IDENTITY, &[i, ip], date().as_str());
+                if self.fired_before(id, day, Rule::Daily, k) {
                     return Vec::new();
                 }
                 let d = format!(
@@ -629,15 +748,20 @@ impl Rules {
     /// Denials of `wk`: for each denial d whose window [d, d + W] holds `ev`, its count.
     fn eval_denied(&mut self, wk: &WinKey, ev: Option<&Event>, now: i64) -> Vec<Alert> {
         let w = self.window();
-        let mut times: Vec<i64> = self
-            .state
-            .window_events(wk)
-            .filter(|e| e.kind == WinKind::Denied)
-            .map(|e| e.t)
+        // The windows holding `ev` start in [t - W, t] and count denials up to t + W:
+        // no other denial matters.
+        let (from, to) = ev.map_or((i64::MIN, i64::MAX), |e| {
+            (e.time.saturating_sub(w), e.time.saturating_add(w))
+        });
+        let times: Vec<i64> = self
+            .window_counts(wk, ev.map(|e| (e, WinKind::Denied)))
+            .denials(from, to)
             .collect();
-        times.sort_unstable();
+        let m = Metric::PeakDenied(wk.0.clone(), wk.1.clone());
+        let rule_key = Key::Pair(wk.0.clone(), wk.1.clone());
         let mut out = Vec::new();
         let mut last = None;
+        let mut day_check = DayCheck::new();
         for (i, &d) in times.iter().enumerate() {
             if last == Some(d) || ev.is_some_and(|e| e.time < d || e.time > d + w) {
                 continue;
@@ -646,18 +770,24 @@ impl Rules {
             let end = times.partition_point(|t| *t <= d + w);
             let count = (end - i) as u64;
             let day = day_of(d);
-            let m = Metric::PeakDenied(wk.0.clone(), wk.1.clone());
-            let peak = self.peaks.entry((day, m.clone())).or_default();
-            *peak = (*peak).max(count);
-            if count < self.t.denied_burst_min {
-                continue;
+            if day_check.day != day {
+                self.raise_peak(&day_check, &m);
+                day_check = DayCheck::at(day);
             }
-            let id = alert_hash(kind::DENIED_BURST, &[&wk.0, &wk.1], day_text(day).as_str());
-            if self.fired.contains(&id) {
+            day_check.peak = day_check.peak.max(count);
+            if count < self.t.denied_burst_min
+                || !day_check.may_fire(count, || self.is_raised(day, Rule::DeniedBurst, &rule_key))
+            {
                 continue;
             }
             let (ok, s) = self.history_ok(day, &m, count);
             if !ok {
+                day_check.failed_at = Some(count);
+                continue;
+            }
+            let id = alert_hash(kind::DENIED_BURST, &[&wk.0, &wk.1], day_text(day).as_str());
+            if self.fired_before(id, day, Rule::DeniedBurst, &rule_key) {
+                day_check.done = true;
                 continue;
             }
             let d_text = format!(
@@ -677,7 +807,11 @@ impl Rules {
                 ev,
                 now,
             ));
+            self.raised
+                .insert((day, Rule::DeniedBurst, rule_key.clone()));
+            day_check.done = true;
         }
+        self.raise_peak(&day_check, &m);
         out
     }
 
@@ -686,30 +820,35 @@ impl Rules {
     /// comes with the kind of window event it was just pushed as.
     fn eval_list(&mut self, wk: &WinKey, ev: Option<(&Event, WinKind)>, now: i64) -> Vec<Alert> {
         let w = self.window();
-        let state = &self.state;
-        let lists = self
-            .list_reads
-            .entry(wk.clone())
-            .or_insert_with(|| ListReads::from_events(state.window_events(wk), w));
-        // A new entry holds `ev` already (it was pushed before); an old one learns it here.
-        match ev {
-            Some((e, WinKind::List)) => lists.list(e.time),
-            Some((e, WinKind::Get)) => {
-                if let Some(s) = &e.object_name {
-                    lists.read(s, e.time);
-                }
-            }
-            _ => {}
-        }
-        let counted: Vec<(i64, u64)> = lists.around(ev.map(|(e, _)| e.time)).collect();
+        // A denial that is also a read was learnt as a denial ([`Rules::eval_denied`]).
+        let learn = ev.filter(|(_, kind)| *kind != WinKind::Denied);
+        let counted: Vec<(i64, u64)> = self
+            .window_counts(wk, learn)
+            .around(ev.map(|(e, _)| e.time))
+            .collect();
         let ev = ev.map(|(e, _)| e);
+        let m = Metric::PeakList(wk.0.clone(), wk.1.clone());
+        let rule_key = Key::Pair(wk.0.clone(), wk.1.clone());
         let mut out = Vec::new();
+        // Lists come in time order, so their days do too: per day, one peak update and
+        // at most one alert (the first list that crosses), however many lists the
+        // window holds.
+        let mut day_check = DayCheck::new();
         for (l, count) in counted {
             let day = day_of(l);
-            let m = Metric::PeakList(wk.0.clone(), wk.1.clone());
-            let peak = self.peaks.entry((day, m.clone())).or_default();
-            *peak = (*peak).max(count);
-            if count < self.t.list_read_min_secrets {
+            if day_check.day != day {
+                self.raise_peak(&day_check, &m);
+                day_check = DayCheck::at(day);
+            }
+            day_check.peak = day_check.peak.max(count);
+            if count < self.t.list_read_min_secrets
+                || !day_check.may_fire(count, || self.is_raised(day, Rule::ListThenRead, &rule_key))
+            {
+                continue;
+            }
+            let (ok, s) = self.history_ok(day, &m, count);
+            if !ok {
+                day_check.failed_at = Some(count);
                 continue;
             }
             let id = alert_hash(
@@ -717,11 +856,8 @@ impl Rules {
                 &[&wk.0, &wk.1],
                 day_text(day).as_str(),
             );
-            if self.fired.contains(&id) {
-                continue;
-            }
-            let (ok, s) = self.history_ok(day, &m, count);
-            if !ok {
+            if self.fired_before(id, day, Rule::ListThenRead, &rule_key) {
+                day_check.done = true;
                 continue;
             }
             let d_text = format!(
@@ -741,8 +877,20 @@ impl Rules {
                 ev,
                 now,
             ));
+            self.raised
+                .insert((day, Rule::ListThenRead, rule_key.clone()));
+            day_check.done = true;
         }
+        self.raise_peak(&day_check, &m);
         out
+    }
+
+    /// Raises the peak of `m` on the checked day to the highest window count seen.
+    fn raise_peak(&mut self, c: &DayCheck, m: &Metric) {
+        if c.day != i32::MIN {
+            let peak = self.peaks.entry((c.day, m.clone())).or_default();
+            *peak = (*peak).max(c.peak);
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -797,6 +945,55 @@ impl Rules {
                 self.fired_days.entry(day).or_default().push(id);
             }
         }
+    }
+}
+
+/// Which rule an alert of a key comes from ([`Rules::is_raised`]): a counter has one
+/// daily rule, a window key two rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Rule {
+    Daily,
+    ListThenRead,
+    DeniedBurst,
+}
+
+/// One day's evaluation of a sliding-window rule over the windows an event falls in:
+/// their highest count (the peak), and what is known of the day's alert so far.
+struct DayCheck {
+    day: i32,
+    peak: u64,
+    /// Whether "raised already" was looked up for the day.
+    looked_up: bool,
+    /// Raised already, now or before: later windows of the day need no check.
+    done: bool,
+    /// The highest count whose history condition failed: the condition only gets
+    /// easier with the count ([`Rules::history_ok`]), so no count up to it passes.
+    failed_at: Option<u64>,
+}
+
+impl DayCheck {
+    fn new() -> DayCheck {
+        DayCheck::at(i32::MIN)
+    }
+
+    fn at(day: i32) -> DayCheck {
+        DayCheck {
+            day,
+            peak: 0,
+            looked_up: false,
+            done: false,
+            failed_at: None,
+        }
+    }
+
+    /// Whether a window of `count` may raise the day's alert; `raised` tells whether it
+    /// was raised before, asked once per day.
+    fn may_fire(&mut self, count: u64, raised: impl FnOnce() -> bool) -> bool {
+        if !self.looked_up {
+            self.looked_up = true;
+            self.done = raised();
+        }
+        !self.done && self.failed_at.is_none_or(|f| count > f)
     }
 }
 

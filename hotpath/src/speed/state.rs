@@ -149,17 +149,37 @@ impl State {
         self.days.iter().copied()
     }
 
-    /// Adds `n` to a counter of partition `p` (0 registers the key: the subject was active).
-    pub fn add(&mut self, p: i32, day: i32, key: Key, n: u64) -> u64 {
+    /// Whether `day` has live counters.
+    pub fn is_live(&self, day: i32) -> bool {
+        self.days.contains(&day)
+    }
+
+    /// Adds `n` to a counter of partition `p` (0 registers the key: the subject was
+    /// active) and returns its new total.
+    pub fn add(&mut self, p: i32, day: i32, key: &Key, n: u64) -> u64 {
         let part = self.parts.entry(p).or_insert_with(|| Contribution {
             partition: p,
             ..Contribution::default()
         });
-        *part.counts.entry((day, key.clone())).or_default() += n;
-        self.days.insert(day);
-        let t = self.total.entry((day, key)).or_default();
-        *t += n;
-        *t
+        // Nearly every record counts keys already there: look up before cloning.
+        let probe = (day, key.clone());
+        match part.counts.get_mut(&probe) {
+            Some(c) => *c += n,
+            None => {
+                part.counts.insert(probe.clone(), n);
+                self.days.insert(day);
+            }
+        }
+        match self.total.get_mut(&probe) {
+            Some(t) => {
+                *t += n;
+                *t
+            }
+            None => {
+                self.total.insert(probe, n);
+                n
+            }
+        }
     }
 
     /// Appends a window event of partition `p`.
@@ -349,8 +369,8 @@ mod tests {
     fn totals_combine_partitions_and_follow_replacements() {
         let mut s = State::new();
         let k = Key::Reads("a".into());
-        s.add(0, 1, k.clone(), 3);
-        s.add(1, 1, k.clone(), 4);
+        s.add(0, 1, &k, 3);
+        s.add(1, 1, &k, 4);
         assert_eq!(s.total(1, &k), 7);
         // Another instance publishes partition 2, then a newer version of it.
         let mut c = Contribution {
@@ -375,8 +395,8 @@ mod tests {
     fn eviction_returns_closed_days_and_drops_old_window_events() {
         let mut s = State::new();
         let k = Key::Vault("kv".into());
-        s.add(0, 1, k.clone(), 2);
-        s.add(0, 2, k.clone(), 1);
+        s.add(0, 1, &k, 2);
+        s.add(0, 2, &k, 1);
         let key: WinKey = ("x".into(), "kv".into());
         for t in [10, 20, 30] {
             s.push_window(

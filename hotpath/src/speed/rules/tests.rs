@@ -229,12 +229,21 @@ fn list_counts_kept_up_to_date_equal_counts_from_scratch() -> Result<(), std::nu
     for i in 0..600 {
         let t = T0 + i64::try_from(next(40 * 60))? * 1_000_000;
         let list = next(8) == 0;
+        // Denials too: they are kept beside the lists and reads, and a denied read is
+        // learnt once, as a denial.
+        let denied = !list && next(5) == 0;
         let secret: Name = format!("s{}", next(14)).into();
         if next(10) == 0 {
             other.windows.entry(wk.clone()).or_default().push(WinEvent {
                 t,
-                kind: if list { WinKind::List } else { WinKind::Get },
-                secret: (!list).then(|| secret.clone()),
+                kind: if list {
+                    WinKind::List
+                } else if denied {
+                    WinKind::Denied
+                } else {
+                    WinKind::Get
+                },
+                secret: (!list && !denied).then(|| secret.clone()),
             });
         } else {
             let mut e = ev(
@@ -245,6 +254,9 @@ fn list_counts_kept_up_to_date_equal_counts_from_scratch() -> Result<(), std::nu
                 "u1",
             );
             e.object_name = Some(secret.clone());
+            if denied {
+                e.http_status = Some(403);
+            }
             r.observe(&e, 1);
         }
         if next(40) == 0 || i == 599 {
@@ -277,6 +289,15 @@ fn list_counts_kept_up_to_date_equal_counts_from_scratch() -> Result<(), std::nu
                 .collect();
             let kept: std::collections::BTreeSet<i64> = c.around(None).map(|(l, _)| l).collect();
             assert_eq!(kept, lists, "the lists counted are the window's lists");
+            let mut denials: Vec<i64> = r
+                .state
+                .window_events(&wk)
+                .filter(|e| e.kind == WinKind::Denied)
+                .map(|e| e.t)
+                .collect();
+            denials.sort_unstable();
+            let kept: Vec<i64> = c.denials(i64::MIN, i64::MAX).collect();
+            assert_eq!(kept, denials, "the denials kept are the window's denials");
         }
         for (l, n) in r
             .list_reads
