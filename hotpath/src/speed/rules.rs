@@ -757,93 +757,68 @@ impl Rules {
             .window_counts(wk, ev.map(|e| (e, WinKind::Denied)))
             .denials(from, to)
             .collect();
-        let m = Metric::PeakDenied(wk.0.clone(), wk.1.clone());
-        let rule_key = Key::Pair(wk.0.clone(), wk.1.clone());
-        let mut out = Vec::new();
-        let mut last = None;
-        let mut day_check = DayCheck::new();
+        let mut windows = Vec::new();
         for (i, &d) in times.iter().enumerate() {
-            if last == Some(d) || ev.is_some_and(|e| e.time < d || e.time > d + w) {
-                continue;
-            }
-            last = Some(d);
-            let end = times.partition_point(|t| *t <= d + w);
-            let count = (end - i) as u64;
-            let day = day_of(d);
-            if day_check.day != day {
-                self.raise_peak(&day_check, &m);
-                day_check = DayCheck::at(day);
-            }
-            day_check.peak = day_check.peak.max(count);
-            if count < self.t.denied_burst_min
-                || !day_check.may_fire(count, || self.is_raised(day, Rule::DeniedBurst, &rule_key))
+            if windows.last().is_some_and(|(last, _)| *last == d)
+                || ev.is_some_and(|e| e.time < d || e.time > d + w)
             {
                 continue;
             }
-            let (ok, s) = self.history_ok(day, &m, count);
-            if !ok {
-                day_check.failed_at = Some(count);
-                continue;
-            }
-            let id = alert_hash(kind::DENIED_BURST, &[&wk.0, &wk.1], day_text(day).as_str());
-            if self.fired_before(id, day, Rule::DeniedBurst, &rule_key) {
-                day_check.done = true;
-                continue;
-            }
-            let d_text = format!(
-                "{} was denied (401/403) {count} times within {} minutes on vault {}.",
-                wk.0, self.t.window_minutes, wk.1
-            );
-            let threshold = (self.t.denied_burst_min as f64).max(self.score_floor(&s));
-            out.push(self.fire(
-                id,
-                kind::DENIED_BURST,
-                Subject::identity(&wk.0, Some(&wk.1), ev.and_then(|e| e.object_id.as_deref())),
-                day,
-                (d, d + w),
-                count,
-                threshold,
-                d_text,
-                ev,
-                now,
-            ));
-            self.raised
-                .insert((day, Rule::DeniedBurst, rule_key.clone()));
-            day_check.done = true;
+            let end = times.partition_point(|t| *t <= d + w);
+            windows.push((d, (end - i) as u64));
         }
-        self.raise_peak(&day_check, &m);
-        out
+        self.eval_windows(Rule::DeniedBurst, wk, windows, ev, now)
     }
 
     /// Lists of `wk`: for each SecretList l whose window [l, l + W] holds `ev`, the
     /// different secrets read in it (every list of the key when `ev` is `None`). `ev`
     /// comes with the kind of window event it was just pushed as.
     fn eval_list(&mut self, wk: &WinKey, ev: Option<(&Event, WinKind)>, now: i64) -> Vec<Alert> {
-        let w = self.window();
         // A denial that is also a read was learnt as a denial ([`Rules::eval_denied`]).
         let learn = ev.filter(|(_, kind)| *kind != WinKind::Denied);
         let counted: Vec<(i64, u64)> = self
             .window_counts(wk, learn)
             .around(ev.map(|(e, _)| e.time))
             .collect();
-        let ev = ev.map(|(e, _)| e);
-        let m = Metric::PeakList(wk.0.clone(), wk.1.clone());
+        self.eval_windows(Rule::ListThenRead, wk, counted, ev.map(|(e, _)| e), now)
+    }
+
+    /// The sliding-window rule `rule` over the windows of `wk` that hold `ev`: (start,
+    /// count) in time order. Their days come in order too: per day, one peak update and
+    /// at most one alert (the first window that crosses), however many windows there are.
+    fn eval_windows(
+        &mut self,
+        rule: Rule,
+        wk: &WinKey,
+        windows: Vec<(i64, u64)>,
+        ev: Option<&Event>,
+        now: i64,
+    ) -> Vec<Alert> {
+        let w = self.window();
+        let (kind, min, m) = match rule {
+            Rule::DeniedBurst => (
+                kind::DENIED_BURST,
+                self.t.denied_burst_min,
+                Metric::PeakDenied(wk.0.clone(), wk.1.clone()),
+            ),
+            // Only the two window rules come here.
+            Rule::ListThenRead | Rule::Daily => (
+                kind::LIST_THEN_READ,
+                self.t.list_read_min_secrets,
+                Metric::PeakList(wk.0.clone(), wk.1.clone()),
+            ),
+        };
         let rule_key = Key::Pair(wk.0.clone(), wk.1.clone());
         let mut out = Vec::new();
-        // Lists come in time order, so their days do too: per day, one peak update and
-        // at most one alert (the first list that crosses), however many lists the
-        // window holds.
         let mut day_check = DayCheck::new();
-        for (l, count) in counted {
-            let day = day_of(l);
+        for (start, count) in windows {
+            let day = day_of(start);
             if day_check.day != day {
                 self.raise_peak(&day_check, &m);
                 day_check = DayCheck::at(day);
             }
             day_check.peak = day_check.peak.max(count);
-            if count < self.t.list_read_min_secrets
-                || !day_check.may_fire(count, || self.is_raised(day, Rule::ListThenRead, &rule_key))
-            {
+            if count < min || !day_check.may_fire(count, || self.is_raised(day, rule, &rule_key)) {
                 continue;
             }
             let (ok, s) = self.history_ok(day, &m, count);
@@ -851,34 +826,36 @@ impl Rules {
                 day_check.failed_at = Some(count);
                 continue;
             }
-            let id = alert_hash(
-                kind::LIST_THEN_READ,
-                &[&wk.0, &wk.1],
-                day_text(day).as_str(),
-            );
-            if self.fired_before(id, day, Rule::ListThenRead, &rule_key) {
+            let id = alert_hash(kind, &[&wk.0, &wk.1], day_text(day).as_str());
+            if self.fired_before(id, day, rule, &rule_key) {
                 day_check.done = true;
                 continue;
             }
-            let d_text = format!(
-                "{} listed the secrets of vault {} and read {count} different secrets within {} minutes.",
-                wk.0, wk.1, self.t.window_minutes
-            );
-            let threshold = (self.t.list_read_min_secrets as f64).max(self.score_floor(&s));
+            let d_text = if rule == Rule::DeniedBurst {
+                format!(
+                    "{} was denied (401/403) {count} times within {} minutes on vault {}.",
+                    wk.0, self.t.window_minutes, wk.1
+                )
+            } else {
+                format!(
+                    "{} listed the secrets of vault {} and read {count} different secrets within {} minutes.",
+                    wk.0, wk.1, self.t.window_minutes
+                )
+            };
+            let threshold = (min as f64).max(self.score_floor(&s));
             out.push(self.fire(
                 id,
-                kind::LIST_THEN_READ,
+                kind,
                 Subject::identity(&wk.0, Some(&wk.1), ev.and_then(|e| e.object_id.as_deref())),
                 day,
-                (l, l + w),
+                (start, start + w),
                 count,
                 threshold,
                 d_text,
                 ev,
                 now,
             ));
-            self.raised
-                .insert((day, Rule::ListThenRead, rule_key.clone()));
+            self.raised.insert((day, rule, rule_key.clone()));
             day_check.done = true;
         }
         self.raise_peak(&day_check, &m);
