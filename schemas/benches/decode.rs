@@ -30,7 +30,16 @@ fn messages(shape: Shape, format: Format) -> Vec<Vec<u8>> {
 }
 
 fn decode_all(msgs: &[Vec<u8>], reference: bool) -> usize {
+    decode_all_reserved(msgs, reference, 0)
+}
+
+/// [`decode_all`] with [`Decoder::reserve_rows`] (`rows` > 0), as a caller that knows its
+/// flush size does.
+fn decode_all_reserved(msgs: &[Vec<u8>], reference: bool, rows: usize) -> usize {
     let mut d = Decoder::new(DecodeOptions::default());
+    if rows > 0 {
+        d.reserve_rows(rows);
+    }
     for (i, m) in msgs.iter().enumerate() {
         let coords = SourceCoords {
             source: "kv-audit",
@@ -51,17 +60,22 @@ fn decode_all(msgs: &[Vec<u8>], reference: bool) -> usize {
 fn bench(c: &mut Criterion) {
     // `KVLAKE_DECODE_ITERS=<n>`: only decode the envelope case n times with the fast path
     // and exit, for `perf stat`/`perf record` on a fixed amount of work (user-space cycles
-    // are steadier than wall time on a shared machine).
+    // are steadier than wall time on a shared machine). With `KVLAKE_DECODE_RESERVE=1` the
+    // decoder is told the rows to expect ([`Decoder::reserve_rows`]).
     if let Some(n) = std::env::var("KVLAKE_DECODE_ITERS")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
     {
         let msgs = messages(Shape::DiagnosticSettings, Format::Envelope);
         let bytes: usize = msgs.iter().map(Vec::len).sum();
+        let reserve = match std::env::var_os("KVLAKE_DECODE_RESERVE") {
+            Some(_) => RECORDS,
+            None => 0,
+        };
         let mut secs = Vec::with_capacity(n);
         for _ in 0..n {
             let t = std::time::Instant::now();
-            black_box(decode_all(black_box(&msgs), false));
+            black_box(decode_all_reserved(black_box(&msgs), false, reserve));
             secs.push(t.elapsed().as_secs_f64());
         }
         let total: f64 = secs.iter().sum();
@@ -101,6 +115,11 @@ fn bench(c: &mut Criterion) {
         g.bench_function("fast", |b| {
             b.iter(|| black_box(decode_all(black_box(&msgs), false)))
         });
+        if name == "envelope" {
+            g.bench_function("fast_reserved", |b| {
+                b.iter(|| black_box(decode_all_reserved(black_box(&msgs), false, RECORDS)))
+            });
+        }
         g.bench_function("reference", |b| {
             b.iter(|| black_box(decode_all(black_box(&msgs), true)))
         });

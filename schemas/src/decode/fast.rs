@@ -118,8 +118,8 @@ pub(super) struct KeyMemo {
     allow: u8,
     /// Per kind of object ([`memo_kind`]), [`MEMO_SLOTS`] entries by hash.
     entries: Vec<Option<KeyEntry>>,
-    /// Per kind of object, the entry of the first key last time.
-    first: [Option<u16>; 4],
+    /// Per kind of object, the entries of the first key last time and the time before.
+    first: [[Option<u16>; 2]; 4],
 }
 
 #[derive(Debug)]
@@ -128,8 +128,14 @@ struct KeyEntry {
     slot: Slot,
     /// What the key says about the shape (top-level keys only).
     ev: Evidence,
+    /// `ev` says something (most keys say nothing: no merge into the row's evidence).
+    says: bool,
     /// The entry of the key that followed it last time.
     next: Option<u16>,
+    /// The entry of the key that followed it the time before, when another: records
+    /// alternate between two spellings or two sets of optional fields (`oid` or the claim
+    /// URI, `xms_mirid` or none), so the second guess saves most of what the first misses.
+    alt: Option<u16>,
 }
 
 /// Entries per kind of object.
@@ -142,7 +148,7 @@ impl Default for KeyMemo {
         KeyMemo {
             allow: 0,
             entries: (0..MEMO_START).map(|_| None).collect(),
-            first: [None; 4],
+            first: [[None; 2]; 4],
         }
     }
 }
@@ -157,25 +163,33 @@ impl KeyMemo {
         }
     }
 
-    /// The entry expected after `prev` (an entry, or `MEMO_START + kind`).
-    fn next(&self, prev: usize) -> Option<usize> {
-        let next = match prev.checked_sub(MEMO_START) {
+    /// The entries expected after `prev` (an entry, or `MEMO_START + kind`): the one that
+    /// followed it last time, and the one before.
+    #[inline]
+    fn next(&self, prev: usize) -> [Option<u16>; 2] {
+        match prev.checked_sub(MEMO_START) {
             Some(kind) => self.first[kind],
-            None => self.entries[prev].as_ref()?.next,
-        };
-        next.map(usize::from)
+            None => self.entries[prev]
+                .as_ref()
+                .map_or([None; 2], |e| [e.next, e.alt]),
+        }
     }
 
     /// Remembers that entry `at` followed `prev`.
     fn followed(&mut self, prev: usize, at: usize) {
         let at = Some(at as u16);
-        match prev.checked_sub(MEMO_START) {
-            Some(kind) => self.first[kind] = at,
-            None => {
-                if let Some(e) = &mut self.entries[prev] {
-                    e.next = at;
-                }
+        let [next, alt] = match prev.checked_sub(MEMO_START) {
+            Some(kind) => {
+                let [next, alt] = &mut self.first[kind];
+                [next, alt]
             }
+            None => match &mut self.entries[prev] {
+                Some(e) => [&mut e.next, &mut e.alt],
+                None => return,
+            },
+        };
+        if *next != at {
+            *alt = std::mem::replace(next, at);
         }
     }
 
@@ -183,12 +197,8 @@ impl KeyMemo {
     /// [`MEMO_PROBES`] entries on), or where it goes: its own entry, a free one, or the
     /// last probed (a key that collides with more replaces it).
     fn find(&self, kind: usize, key: &str) -> (usize, bool) {
-        let mut h: u32 = 0x811c_9dc5;
-        for &ch in key.as_bytes() {
-            h = (h ^ u32::from(ch)).wrapping_mul(0x0100_0193);
-        }
         let base = kind * MEMO_SLOTS;
-        let mut at = base + (h >> 8) as usize % MEMO_SLOTS;
+        let mut at = base + key_hash(key.as_bytes()) % MEMO_SLOTS;
         for _ in 0..MEMO_PROBES {
             match &self.entries[at] {
                 Some(e) if *e.key == *key => return (at, true),
@@ -203,6 +213,26 @@ impl KeyMemo {
 /// Entries looked at for a key before one is replaced.
 const MEMO_PROBES: usize = 4;
 
+/// A hash of a key from its length and its first and last eight bytes (keys that share
+/// those only cost a probe more; the text decides): the long claim URIs are not read
+/// byte by byte.
+#[inline]
+fn key_hash(b: &[u8]) -> usize {
+    let word = |w: &[u8]| {
+        let mut x = [0u8; 8];
+        x[..w.len()].copy_from_slice(w);
+        u64::from_le_bytes(x)
+    };
+    let n = b.len();
+    let (head, tail) = if n <= 8 {
+        (word(b), 0)
+    } else {
+        (word(&b[..8]), word(&b[n - 8..]))
+    };
+    let h = (head ^ tail.rotate_left(29) ^ n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (h >> 40) as usize
+}
+
 /// Which memo an object's keys go to: the kinds of object whose slots depend on the key
 /// alone (and the shapes allowed). Claims nested under a namespace depend on their path.
 fn memo_kind(seed: &SectionSeed<'_, '_>) -> Option<usize> {
@@ -213,6 +243,13 @@ fn memo_kind(seed: &SectionSeed<'_, '_>) -> Option<usize> {
         Section::Claims => None,
         Section::Properties => Some(3),
     }
+}
+
+/// Whether merging `ev` into a row's evidence changes anything.
+fn says_something(ev: &Evidence) -> bool {
+    let mut row = Evidence::default();
+    row.merge(ev);
+    row != Evidence::default()
 }
 
 /// [`SectionSeed::slot`], with what a top-level key says about the shape apart.
@@ -235,14 +272,20 @@ fn object<'a>(s: &mut Scanner<'a>, mut seed: SectionSeed<'_, 'a>, keys: &mut Key
     // The entry of the previous key, or the start of this kind of object.
     let mut prev = kind.map(|k| MEMO_START + k);
     loop {
-        let expected = prev.and_then(|p| keys.next(p));
-        let hit = expected.and_then(|i| {
+        let expected = prev.map_or([None; 2], |p| keys.next(p));
+        let hit = expected.into_iter().flatten().find_map(|i| {
+            let i = usize::from(i);
             let e = keys.entries[i].as_ref()?;
-            Some((s.string_is(&e.key)?, e.slot, e.ev, i))
+            Some((s.string_is(&e.key)?, e.slot, e.says.then_some(e.ev), i))
         });
         let (key, slot, ev, at) = match hit {
             Some((key, slot, ev, at)) => {
                 s.eat(b':')?;
+                if expected[0] != Some(at as u16)
+                    && let Some(p) = prev
+                {
+                    keys.followed(p, at);
+                }
                 (Cow::Borrowed(key), slot, ev, Some(at))
             }
             None => {
@@ -258,7 +301,9 @@ fn object<'a>(s: &mut Scanner<'a>, mut seed: SectionSeed<'_, 'a>, keys: &mut Key
                                     key: (*text).into(),
                                     slot,
                                     ev,
+                                    says: says_something(&ev),
                                     next: None,
+                                    alt: None,
                                 });
                                 (slot, ev)
                             }
@@ -266,16 +311,18 @@ fn object<'a>(s: &mut Scanner<'a>, mut seed: SectionSeed<'_, 'a>, keys: &mut Key
                         if let Some(p) = prev {
                             keys.followed(p, at);
                         }
-                        (key, slot, ev, Some(at))
+                        (key, slot, Some(ev), Some(at))
                     }
                     _ => {
                         let (slot, ev) = slot_of(&mut seed, &key);
-                        (key, slot, ev, None)
+                        (key, slot, Some(ev), None)
                     }
                 }
             }
         };
-        seed.row.ev.merge(&ev);
+        if let Some(ev) = ev {
+            seed.row.ev.merge(&ev);
+        }
         prev = at;
         match slot {
             slot @ (Slot::Identity | Slot::Properties) => {

@@ -176,7 +176,7 @@ pub(crate) enum Slot {
 }
 
 /// What the keys of one record said about its shape.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Evidence {
     /// `time` was present.
     pub time: bool,
