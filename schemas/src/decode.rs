@@ -159,6 +159,31 @@ const NAMED: [usize; 5] = [
     c::IS_RBAC_AUTHORIZED,
 ];
 
+/// The columns read from a record that are not text, in column order: the only ones whose
+/// values are coerced (and can fail) before a row is appended. `time` is parsed on its own.
+const COERCED: [usize; 4] = {
+    let mut out = [0; 4];
+    let (mut col, mut n) = (0, 0);
+    while col < FIRST_DERIVED {
+        if !matches!(COLUMNS[col].kind, Kind::Text) && col != c::TIME {
+            // Filled from the message's coordinates, never from a record's keys.
+            if !matches!(
+                col,
+                c::PARTITION | c::OFFSET | c::RECORD_INDEX | c::ENQUEUED_TIME
+            ) {
+                out[n] = col;
+                n += 1;
+            }
+        }
+        col += 1;
+    }
+    assert!(
+        n == out.len(),
+        "COERCED lists every non-text column a record fills"
+    );
+    out
+};
+
 /// Each column's place in [`NAMED`], if it is there: a lookup per value set, not a search.
 const NAMED_INDEX: [Option<u8>; FIRST_DERIVED] = {
     let mut index = [None; FIRST_DERIVED];
@@ -351,6 +376,26 @@ impl<'a> Row<'a> {
         }
     }
 
+    /// [`Row::push_extra`] of a value whose JSON text is `raw` as it stands in the message
+    /// (a string without escapes, quotes included, a number, literal or compound), under a
+    /// `path` and `key` that hold nothing JSON escapes: the same text, without reading the
+    /// value back. `empty`: the value is null or `""`.
+    fn push_extra_raw(&mut self, path: &str, key: &str, raw: &str, empty: bool) {
+        let buf = if empty {
+            &mut self.extra_empty
+        } else {
+            &mut self.extra
+        };
+        if !buf.is_empty() {
+            buf.push(',');
+        }
+        buf.push('"');
+        buf.push_str(path);
+        buf.push_str(key);
+        buf.push_str("\":");
+        buf.push_str(raw);
+    }
+
     /// Takes in what a nested parse (an object held as JSON text) found.
     fn absorb(&mut self, inner: Row<'_>) {
         for (col, v) in inner.vals.into_iter().enumerate() {
@@ -405,10 +450,14 @@ fn put<'a>(slot: &mut Flex<'a>, v: Flex<'a>) {
     }
 }
 
+/// Whether serde_json writes `t` as a JSON string without escapes.
+fn json_plain(t: &str) -> bool {
+    !t.bytes().any(|ch| ch < 0x20 || ch == b'"' || ch == b'\\')
+}
+
 /// Appends `a` then `b` as one JSON string, as serde_json writes it.
 fn push_json_string(buf: &mut String, a: &str, b: &str) {
-    let plain = |t: &str| !t.bytes().any(|ch| ch < 0x20 || ch == b'"' || ch == b'\\');
-    if plain(a) && plain(b) {
+    if json_plain(a) && json_plain(b) {
         buf.push('"');
         buf.push_str(a);
         buf.push_str(b);
@@ -1131,8 +1180,15 @@ impl Default for ResourceMemo {
 }
 
 impl ResourceMemo {
-    /// The parts of `id`, derived again only when its slot holds another id.
-    fn get(&mut self, id: &str) -> &ResourceParts {
+    /// The parts in slot `slot` (from [`ResourceMemo::slot`]).
+    fn at(&self, slot: usize) -> &ResourceParts {
+        self.slots[slot]
+            .as_ref()
+            .expect("a slot handed out holds its parts")
+    }
+
+    /// The slot holding the parts of `id`, derived again only when it held another id.
+    fn slot(&mut self, id: &str) -> usize {
         // Ids of one subscription differ at the end (the vault's name): hash the last bytes.
         let b = id.as_bytes();
         let tail = b.len().saturating_sub(8);
@@ -1140,7 +1196,8 @@ impl ResourceMemo {
         for &ch in &b[tail..] {
             h = (h ^ u64::from(ch)).wrapping_mul(0x0100_0000_01b3);
         }
-        let slot = &mut self.slots[(h >> 7) as usize % RESOURCE_SLOTS];
+        let at = (h >> 7) as usize % RESOURCE_SLOTS;
+        let slot = &mut self.slots[at];
         if slot.as_ref().is_some_and(|p| p.id != id) {
             *slot = None;
         }
@@ -1152,7 +1209,8 @@ impl ResourceMemo {
                         .is_some_and(|w| w.eq_ignore_ascii_case(b"/managedhsms/"))
             }),
             parts: resource_id_parts(id).map(|p| p.map(str::to_ascii_lowercase)),
-        })
+        });
+        at
     }
 }
 
@@ -1475,8 +1533,13 @@ impl Decoder {
         coords: &SourceCoords<'_>,
         index: i32,
     ) -> Result<(), Refusal> {
+        // The slot of the resource id's parts, looked up once: nothing below replaces a
+        // resource id that is a string (`_ResourceId` only fills an absent or null one).
+        let mut resource = None;
         if let (None, Flex::Str(id)) = (self.shape, &row.vals[c::RESOURCE_ID]) {
-            row.ev.hsm_resource = self.resource.get(id).hsm;
+            let slot = self.resource.slot(id);
+            row.ev.hsm_resource = self.resource.at(slot).hsm;
+            resource = Some(slot);
         }
         let shape = self.shape.unwrap_or_else(|| row.ev.shape());
         let refuse = |mut r: Refusal| {
@@ -1509,9 +1572,9 @@ impl Decoder {
         // column order, then the operation, before anything is appended.
         let mut scalars = [Scalar::Null; FIRST_DERIVED];
         let mut refusal = None;
-        for (col, v) in vals.iter().enumerate().take(FIRST_DERIVED) {
-            let kind = COLUMNS[col].kind;
-            if kind == Kind::Text || col == c::TIME || matches!(v, Flex::Absent | Flex::Null) {
+        for col in COERCED {
+            let (kind, v) = (COLUMNS[col].kind, &vals[col]);
+            if matches!(v, Flex::Absent | Flex::Null) {
                 continue;
             }
             scalars[col] = match coerce(kind, v.clone()) {
@@ -1568,6 +1631,7 @@ impl Decoder {
         self.append_derived(
             scalars[c::HTTP_STATUS_CODE],
             [c::RESOURCE_ID, c::PROPERTIES_ID, c::REQUEST_URI].map(|col| text_of(&vals[col])),
+            resource,
             time,
             &row.extra,
         );
@@ -1605,6 +1669,7 @@ impl Decoder {
         &mut self,
         status: Scalar,
         [resource_id, id, request_uri]: [Option<&str>; 3],
+        resource: Option<usize>,
         time: i64,
         extra: &str,
     ) {
@@ -1618,7 +1683,9 @@ impl Decoder {
         // Already lower-cased, from the memo.
         let [subscription, group, vault_of_id] = match resource_id {
             Some(id) => {
-                let p = &self.resource.get(id).parts;
+                // The slot `append_row` looked up for this id, if it did.
+                let slot = resource.unwrap_or_else(|| self.resource.slot(id));
+                let p = &self.resource.at(slot).parts;
                 [0, 1, 2].map(|i| p[i].as_deref())
             }
             None => [None; 3],

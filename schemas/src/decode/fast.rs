@@ -11,7 +11,8 @@ use std::borrow::Cow;
 
 use super::scan::{GiveUp, Res, Scanner};
 use super::{
-    Decoder, Flex, Row, Section, SectionSeed, Slot, Spare, escaped_str, flex_text, section_path,
+    Decoder, Flex, Row, Section, SectionSeed, Slot, Spare, escaped_str, flex_text, json_plain,
+    section_path,
 };
 use crate::decode::shape::{Evidence, Shape, top_slot};
 
@@ -384,8 +385,33 @@ fn object<'a>(s: &mut Scanner<'a>, mut seed: SectionSeed<'_, 'a>, keys: &mut Key
                 seed.row.flat.push((col, key, (start, end), v));
             }
             Slot::Unknown => {
-                let v = flex(s)?;
-                seed.row.push_extra(&seed.path, &key, &v);
+                // Nearly every record has one (`type`): its text goes to `extra` as it
+                // stands when nothing in it needs escaping again, which is what writing the
+                // value back as JSON would give.
+                let plain_name = matches!(key, Cow::Borrowed(_)) && json_plain(&seed.path);
+                if s.peek()? == b'"' {
+                    let (inner, escaped) = s.string()?;
+                    if plain_name && !escaped {
+                        let raw = s.quoted(inner)?;
+                        seed.row
+                            .push_extra_raw(&seed.path, &key, raw, inner.is_empty());
+                    } else {
+                        let v = if escaped {
+                            escaped_str(s.quoted(inner)?)
+                        } else {
+                            Flex::Str(Cow::Borrowed(inner))
+                        };
+                        seed.row.push_extra(&seed.path, &key, &v);
+                    }
+                } else {
+                    let raw = s.value()?;
+                    if plain_name {
+                        seed.row
+                            .push_extra_raw(&seed.path, &key, raw, raw.starts_with('n'));
+                    } else {
+                        seed.row.push_extra(&seed.path, &key, &flex_text(raw));
+                    }
+                }
             }
         }
         if !s.next_or_close(b'}')? {
