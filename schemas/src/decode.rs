@@ -1365,16 +1365,18 @@ impl Decoder {
         let allow = self.shape.map_or(ANY, Shape::bit);
         let taken =
             fast::envelope(text, allow, &mut staged, &mut self.spare, &mut self.keys).is_ok();
-        for (i, record) in staged.drain(..).enumerate() {
+        // Rows are read where they were staged: moved out, each would be copied once more.
+        for (i, record) in staged.iter_mut().enumerate() {
             match record {
-                fast::Staged::Record(row, _) if !taken => self.recycle(row.vals),
-                fast::Staged::Record(mut row, raw) => {
-                    self.finish_record(&mut row, raw, coords, i as i32)
+                fast::Staged::Record(row, _) if !taken => {
+                    self.recycle(std::mem::take(&mut row.vals))
                 }
+                fast::Staged::Record(row, raw) => self.finish_record(row, raw, coords, i as i32),
                 fast::Staged::NotAnObject(_) if !taken => {}
                 fast::Staged::NotAnObject(raw) => self.not_an_object(raw, coords, i as i32),
             }
         }
+        staged.clear();
         self.spare_staged = staged
             .into_iter()
             .map(|_| fast::Staged::NotAnObject(""))

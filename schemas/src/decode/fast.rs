@@ -53,20 +53,23 @@ pub(super) fn envelope<'a>(
     loop {
         if s.peek()? == b'{' {
             let start = s.pos();
-            let mut row = Decoder::new_row(spare);
-            object(
-                &mut s,
-                SectionSeed {
-                    row: &mut row,
-                    section: Section::Top,
-                    path: Cow::Borrowed(""),
-                    claim_path: String::new(),
-                    allow,
-                    depth: 0,
-                },
-                keys,
-            )?;
-            out.push(Staged::Record(row, s.slice(start, s.pos())?));
+            // Filled where it is staged: built aside and pushed, a row is copied once more.
+            out.push(Staged::Record(Decoder::new_row(spare), ""));
+            if let Some(Staged::Record(row, raw)) = out.last_mut() {
+                object(
+                    &mut s,
+                    SectionSeed {
+                        row,
+                        section: Section::Top,
+                        path: Cow::Borrowed(""),
+                        claim_path: String::new(),
+                        allow,
+                        depth: 0,
+                    },
+                    keys,
+                )?;
+                *raw = s.slice(start, s.pos())?;
+            }
         } else {
             out.push(Staged::NotAnObject(s.value()?));
         }
@@ -121,6 +124,11 @@ pub(super) struct KeyMemo {
     entries: Vec<Option<KeyEntry>>,
     /// Per kind of object, the entries of the first key last time and the time before.
     first: [[Option<u16>; 2]; 4],
+    /// Per kind of object, the entry of each key by its place in the last object of that
+    /// kind: tried first, since finding it needs no entry read before (the successors of
+    /// the previous key are in its entry, a dependent load from a table that the message
+    /// and the builders keep pushing out of the cache).
+    seq: [Vec<u16>; 4],
 }
 
 #[derive(Debug)]
@@ -150,6 +158,7 @@ impl Default for KeyMemo {
             allow: 0,
             entries: (0..MEMO_START).map(|_| None).collect(),
             first: [[None; 2]; 4],
+            seq: Default::default(),
         }
     }
 }
@@ -176,6 +185,17 @@ impl KeyMemo {
         }
     }
 
+    /// Remembers that entry `at` was the key at place `n` of an object of `kind`.
+    #[inline]
+    fn placed(&mut self, kind: usize, n: usize, at: usize) {
+        let seq = &mut self.seq[kind];
+        if n < seq.len() {
+            seq[n] = at as u16;
+        } else if n == seq.len() {
+            seq.push(at as u16);
+        }
+    }
+
     /// Remembers that entry `at` followed `prev`.
     fn followed(&mut self, prev: usize, at: usize) {
         let at = Some(at as u16);
@@ -192,6 +212,19 @@ impl KeyMemo {
         if *next != at {
             *alt = std::mem::replace(next, at);
         }
+    }
+
+    /// The key of entry `i`, if it is the string at the cursor: taken, with its slot, what
+    /// it says about the shape (when anything) and `i`.
+    #[inline]
+    fn try_entry<'a>(
+        &self,
+        s: &mut Scanner<'a>,
+        i: u16,
+    ) -> Option<(&'a str, Slot, Option<Evidence>, usize)> {
+        let i = usize::from(i);
+        let e = self.entries[i].as_ref()?;
+        Some((s.string_is(&e.key)?, e.slot, e.says.then_some(e.ev), i))
     }
 
     /// Where `key` is in `kind`'s table (a hash of the whole key, then up to
@@ -272,21 +305,32 @@ fn object<'a>(s: &mut Scanner<'a>, mut seed: SectionSeed<'_, 'a>, keys: &mut Key
     let kind = memo_kind(&seed);
     // The entry of the previous key, or the start of this kind of object.
     let mut prev = kind.map(|k| MEMO_START + k);
+    // The place of the key in this object.
+    let mut n = 0;
     loop {
-        let expected = prev.map_or([None; 2], |p| keys.next(p));
-        let hit = expected.into_iter().flatten().find_map(|i| {
-            let i = usize::from(i);
-            let e = keys.entries[i].as_ref()?;
-            Some((s.string_is(&e.key)?, e.slot, e.says.then_some(e.ev), i))
-        });
-        let (key, slot, ev, at) = match hit {
-            Some((key, slot, ev, at)) => {
-                s.eat(b':')?;
-                if expected[0] != Some(at as u16)
-                    && let Some(p) = prev
+        let placed = kind.and_then(|k| keys.seq[k].get(n).copied());
+        // The key at this place last time; else the successors of the previous key (then
+        // remembered as its first successor).
+        let hit = match placed.and_then(|i| keys.try_entry(s, i)) {
+            Some(hit) => Some(hit),
+            None => {
+                let expected = prev.map_or([None; 2], |p| keys.next(p));
+                let hit = expected
+                    .into_iter()
+                    .flatten()
+                    .filter(|&i| Some(i) != placed)
+                    .find_map(|i| keys.try_entry(s, i));
+                if let (Some((.., at)), Some(p)) = (hit, prev)
+                    && expected[0] != Some(at as u16)
                 {
                     keys.followed(p, at);
                 }
+                hit
+            }
+        };
+        let (key, slot, ev, at) = match hit {
+            Some((key, slot, ev, at)) => {
+                s.eat(b':')?;
                 (Cow::Borrowed(key), slot, ev, Some(at))
             }
             None => {
@@ -324,6 +368,12 @@ fn object<'a>(s: &mut Scanner<'a>, mut seed: SectionSeed<'_, 'a>, keys: &mut Key
         if let Some(ev) = ev {
             seed.row.ev.merge(&ev);
         }
+        if let (Some(k), Some(at)) = (kind, at)
+            && placed != Some(at as u16)
+        {
+            keys.placed(k, n, at);
+        }
+        n += 1;
         prev = at;
         match slot {
             slot @ (Slot::Identity | Slot::Properties) => {

@@ -51,22 +51,37 @@ pub(super) fn object_uri(uri: &str) -> (Option<&str>, ObjectRef<'_>) {
     (host, out)
 }
 
-/// The first `/`, `?` or `#` from `i` on, or the end: sixteen bytes at a time while there
-/// is none (a loop the compiler vectorises), then byte by byte.
+/// The first `/`, `?` or `#` from `i` on, or the end: eight bytes at a time in a `u64`
+/// (SWAR), whose mask's lowest bit is the first such byte, then byte by byte at the end.
+/// Portable code: no SIMD intrinsics, no feature detection.
 fn next_cut(b: &[u8], mut i: usize) -> usize {
-    let cut = |ch: u8| matches!(ch, b'/' | b'?' | b'#');
-    while let Some(block) = b.get(i..).and_then(<[u8]>::first_chunk::<16>) {
-        if block.iter().fold(false, |any, &ch| {
-            any | (ch == b'/') | (ch == b'?') | (ch == b'#')
-        }) {
-            break;
+    while let Some(chunk) = b.get(i..).and_then(<[u8]>::first_chunk::<8>) {
+        let m = cut_mask(u64::from_le_bytes(*chunk));
+        if m != 0 {
+            return i + (m.trailing_zeros() / 8) as usize;
         }
-        i += 16;
+        i += 8;
     }
-    while i < b.len() && !cut(b[i]) {
+    while i < b.len() && !matches!(b[i], b'/' | b'?' | b'#') {
         i += 1;
     }
     i
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// A mask of the bytes of `w` (little-endian lanes) that are `/`, `?` or `#`: zero when
+/// there is none, and its lowest set bit always marks the first one (a borrow only
+/// carries upwards from a byte that matched, so lanes above the first may be marked
+/// wrongly, never one below).
+#[inline]
+fn cut_mask(w: u64) -> u64 {
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x;
+    let slash = zero(w ^ (ONES * u64::from(b'/')));
+    let query = zero(w ^ (ONES * u64::from(b'?')));
+    let hash = zero(w ^ (ONES * u64::from(b'#')));
+    (slash | query | hash) & HIGH
 }
 
 #[cfg(test)]
@@ -104,6 +119,27 @@ mod tests {
             "https://h.x/certificate/c",
         ] {
             same(uri);
+        }
+    }
+
+    #[test]
+    fn the_first_cut_is_found_in_any_lane() {
+        for len in 0..40 {
+            for at in 0..=len {
+                for cut in [b'/', b'?', b'#'] {
+                    for fill in [b'a', 0x80, 0xff, b'.', 0x2e, 0x2f - 1, 0x2f + 1] {
+                        let mut b = vec![fill; len];
+                        if at < len {
+                            b[at] = cut;
+                            // Whatever follows the first cut.
+                            for (j, x) in b.iter_mut().enumerate().skip(at + 1) {
+                                *x = [b'/', 0u8, b'?', 0xff][j % 4];
+                            }
+                        }
+                        assert_eq!(super::next_cut(&b, 0), at, "{b:?}");
+                    }
+                }
+            }
         }
     }
 
