@@ -1,7 +1,6 @@
 //! What the rules see of a decoded record: the few columns they read, pulled out of the
 //! decoder's Arrow batch on the encode thread, before the batch is written.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch, StringArray};
@@ -47,7 +46,10 @@ pub struct Event {
 struct Column<'a> {
     values: Option<&'a StringArray>,
     lower: bool,
-    seen: HashMap<&'a str, Name>,
+    seen: std::collections::HashMap<&'a str, Name, foldhash::fast::RandomState>,
+    /// The previous row's value: runs of one vault, caller or operation are the common
+    /// case, and comparing with the last one costs less than a hash.
+    last: Option<(&'a str, Name)>,
 }
 
 impl<'a> Column<'a> {
@@ -57,7 +59,8 @@ impl<'a> Column<'a> {
                 .column_by_name(name)
                 .and_then(|c| c.as_string_opt::<i32>()),
             lower,
-            seen: HashMap::new(),
+            seen: Default::default(),
+            last: None,
         }
     }
 
@@ -67,19 +70,25 @@ impl<'a> Column<'a> {
             return None;
         }
         let v = a.value(i);
+        if let Some((text, name)) = &self.last
+            && *text == v
+        {
+            return Some(name.clone());
+        }
         let lower = self.lower;
-        Some(
-            self.seen
-                .entry(v)
-                .or_insert_with(|| {
-                    if lower && v.bytes().any(|b| !b.is_ascii() || b.is_ascii_uppercase()) {
-                        Name::from(v.to_lowercase())
-                    } else {
-                        Name::from(v)
-                    }
-                })
-                .clone(),
-        )
+        let name = self
+            .seen
+            .entry(v)
+            .or_insert_with(|| {
+                if lower && v.bytes().any(|b| !b.is_ascii() || b.is_ascii_uppercase()) {
+                    Name::from(v.to_lowercase())
+                } else {
+                    Name::from(v)
+                }
+            })
+            .clone();
+        self.last = Some((v, name.clone()));
+        Some(name)
     }
 }
 

@@ -91,6 +91,12 @@ pub struct Rules {
     /// The names of the keys, one allocation each ([`Rules::interned`]); those no key
     /// holds any more are let go when a day closes.
     names: Set<Name>,
+    /// Per name field of an event (identity, object id, vault, IP, object name), the
+    /// last name received and the one held for it: records come in chunks whose equal
+    /// names share one allocation (`events_of`), mostly in runs, so an address compare
+    /// most often replaces a lookup by text. Holding the received name keeps its address
+    /// from being reused by another.
+    recent: [Option<(Name, Name)>; 5],
     /// Newest event time seen (drives eviction).
     pub max_time: i64,
     lateness: i64,
@@ -115,6 +121,7 @@ impl Rules {
             ages: Map::default(),
             list_reads: Map::default(),
             names: Set::default(),
+            recent: Default::default(),
             max_time: i64::MIN,
             lateness: lateness_micros,
             late_records: 0,
@@ -266,15 +273,23 @@ impl Rules {
     /// chunk of records brings its own copies, and keys whose names are one allocation
     /// compare by address instead of by text in every lookup.
     fn interned(&mut self, ev: &Event) -> Event {
-        let names = &mut self.names;
-        let mut intern = |n: &Option<Name>| {
-            n.as_ref().map(|n| match names.get(&**n) {
+        let (names, recent) = (&mut self.names, &mut self.recent);
+        let mut intern = |field: usize, n: &Option<Name>| {
+            let n = n.as_ref()?;
+            if let Some((received, held)) = &recent[field]
+                && std::sync::Arc::ptr_eq(received, n)
+            {
+                return Some(held.clone());
+            }
+            let held = match names.get(&**n) {
                 Some(held) => held.clone(),
                 None => {
                     names.insert(n.clone());
                     n.clone()
                 }
-            })
+            };
+            recent[field] = Some((n.clone(), held.clone()));
+            Some(held)
         };
         Event {
             partition: ev.partition,
@@ -284,12 +299,12 @@ impl Rules {
             operation: ev.operation.clone(),
             success: ev.success,
             http_status: ev.http_status,
-            identity: intern(&ev.identity),
-            object_id: intern(&ev.object_id),
+            identity: intern(0, &ev.identity),
+            object_id: intern(1, &ev.object_id),
             app_id: ev.app_id.clone(),
-            vault: intern(&ev.vault),
-            ip: intern(&ev.ip),
-            object_name: intern(&ev.object_name),
+            vault: intern(2, &ev.vault),
+            ip: intern(3, &ev.ip),
+            object_name: intern(4, &ev.object_name),
         }
     }
 
