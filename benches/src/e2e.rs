@@ -77,15 +77,20 @@ fn main() -> Result<()> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
     let mut figures = Vec::new();
+    let mut broker_cpu = Vec::new();
     for run in 0..runs.max(1) {
+        let before = broker.cpu_seconds();
         let f = run_kvlake(&broker.bootstrap, &budget, records)?;
+        let used = broker.cpu_seconds().zip(before).map(|(a, b)| a - b);
         eprintln!(
-            "run {}: wall {:.2}s, cpu {:.2}s, peak RSS {:.0} MiB",
+            "run {}: wall {:.2}s, cpu {:.2}s, peak RSS {:.0} MiB, broker cpu {}",
             run + 1,
             f.wall,
             f.cpu,
-            f.rss as f64 / f64::from(1 << 20)
+            f.rss as f64 / f64::from(1 << 20),
+            used.map_or("unknown".into(), |c| format!("{c:.2}s"))
         );
+        broker_cpu.extend(used);
         figures.push(f);
     }
     let wall = median(figures.iter().map(|f| f.wall));
@@ -112,6 +117,14 @@ fn main() -> Result<()> {
         mb / cpu.max(1e-9),
         cpu / wall
     );
+    if !broker_cpu.is_empty() {
+        let b = median(broker_cpu.iter().copied());
+        println!(
+            "  the broker process meanwhile: {b:.2} CPU-s ({:.2} cores): kvlake and it share the machine's {} cores",
+            b / wall,
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+    }
     println!(
         "  peak RSS {:.0} MiB (backlog {:.1}x the budget)",
         rss as f64 / (1 << 20) as f64,

@@ -83,6 +83,21 @@ pub struct Broker {
 }
 
 impl Broker {
+    /// CPU seconds the broker process has used so far (user + system, from
+    /// `/proc/<pid>/stat`; `None` where there is no procfs): what it takes of the cores
+    /// the process under test shares with it.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self._proc.0.id())).ok()?;
+        // Fields after the command name (which may hold spaces, so split after its `)`):
+        // utime and stime are the 14th and 15th fields of the line, in clock ticks
+        // (USER_HZ: 100 on Linux whatever the kernel tick).
+        let rest = stat.rsplit_once(')')?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: f64 =
+            fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+        Some(ticks / 100.0)
+    }
+
     /// Starts a broker with one topic of `partitions` partitions.
     pub fn start(topic: &str, partitions: i32) -> Result<Broker> {
         let mut child = Command::new(kvlake_bin())
