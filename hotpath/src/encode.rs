@@ -62,8 +62,9 @@ pub struct FinishedBatch {
 /// publisher merges every partition's batch of the same hour into one file
 /// (`publish::merge`), so no Parquet file is ever written per Kafka partition.
 pub struct OpenBatch {
-    /// Created on demand and dropped after each flush: its builders' capacity would
-    /// otherwise stay allocated in every open batch.
+    /// Created on the first message and kept for the batch's life: what it learnt of
+    /// the stream (keys in their order, resource ids) outlives a flush, and a flush
+    /// leaves its builders empty, without capacity.
     decoder: Option<Decoder>,
     max_message_bytes: usize,
     raw: Vec<RecordBatch>,
@@ -161,6 +162,22 @@ impl OpenBatch {
             .with_shape(shape)
         });
         decoder.set_seen_time(seen_micros);
+        // Builders sized for the rows to come do not regrow on the way (each regrowth
+        // copies the column again): a flush's worth, or with the speed layer on (a
+        // flush per call) this call's messages at the record size seen so far. Only
+        // while the decoder is empty: sizing copies the rows it holds.
+        if decoder.raw_rows() + decoder.dead_letter_rows() == 0 {
+            let rows = if self.speed {
+                let bytes: u64 = msgs.iter().map(|m| m.payload.len() as u64).sum();
+                match self.message_bytes.checked_div(self.records) {
+                    Some(per_record) if per_record > 0 => bytes / per_record * 9 / 8 + 1,
+                    _ => 0,
+                }
+            } else {
+                self.flush_rows as u64 * 9 / 8
+            };
+            decoder.reserve_rows(usize::try_from(rows).unwrap_or(usize::MAX));
+        }
         for m in msgs {
             let coords = SourceCoords {
                 source,
@@ -182,14 +199,13 @@ impl OpenBatch {
 
     /// Moves decoded rows out of the decoder into the batch.
     pub fn flush(&mut self) {
-        let Some(mut decoder) = self.decoder.take() else {
+        let Some(decoder) = &mut self.decoder else {
             return;
         };
         if decoder.raw_rows() + decoder.dead_letter_rows() == 0 {
             return;
         }
         let out = decoder.finish();
-        drop(decoder);
         if self.speed {
             self.events.extend(crate::speed::event::events_of(&out.raw));
         }
@@ -473,11 +489,29 @@ mod tests {
         for chunk in msgs.chunks(7) {
             cut.add(chunk, "audit", 1, 5).unwrap();
         }
-        let (a, b) = (encode_all(&whole.finish()), encode_all(&cut.finish()));
-        assert_eq!(a.len(), b.len());
-        for (x, y) in a.iter().zip(&b) {
-            assert_eq!((x.table, x.day, x.hour), (y.table, y.day, y.hour));
-            assert_eq!(x.bytes, y.bytes, "same rows, same file");
+        // With the speed layer on, rows leave the decoder after every call, into builders
+        // sized from the record size seen so far (the decoder is kept between calls).
+        let mut speed = OpenBatch::with_flush_rows(1 << 20, 4096, 1 << 20).with_speed(true);
+        let mut events = 0;
+        for chunk in msgs.chunks(13) {
+            speed.add(chunk, "audit", 1, 5).unwrap();
+            events += speed.take_events().len();
+        }
+        let whole = whole.finish();
+        let raw_rows: u64 = whole
+            .staged
+            .iter()
+            .filter(|s| s.table == RAW_TABLE)
+            .map(|s| s.rows)
+            .sum();
+        assert_eq!(events as u64, raw_rows, "an event per raw row");
+        let a = encode_all(&whole);
+        for b in [encode_all(&cut.finish()), encode_all(&speed.finish())] {
+            assert_eq!(a.len(), b.len());
+            for (x, y) in a.iter().zip(&b) {
+                assert_eq!((x.table, x.day, x.hour), (y.table, y.day, y.hour));
+                assert_eq!(x.bytes, y.bytes, "same rows, same file");
+            }
         }
     }
 

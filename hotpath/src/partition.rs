@@ -248,11 +248,12 @@ impl PartitionTask {
                     }
                     return Ok(());
                 }
-                                chunk = rx.recv() => match chunk {
+                chunk = rx.recv() => match chunk {
                     Some(c) => {
                         self.taken(c.bytes);
                         self.accept(c).await?
-                    }None => return Ok(()),
+                    }
+                    None => return Ok(()),
                 },
                 _ = sleep_until(deadline), if deadline.is_some() && self.rerun.is_none() => {
                     self.close(None).await?;
@@ -413,6 +414,8 @@ impl PartitionTask {
             mut spans,
             raw_slot,
         } = open;
+        // Batches opened from now on close later: this one's publish does not wait for them.
+        raw_slot.closed();
         let (messages, message_bytes) = (batch.messages(), batch.message_bytes());
         spans.closed(self.seq, start, end, messages);
         let flush = spans.flush();
@@ -428,12 +431,13 @@ impl PartitionTask {
             drop(raw_slot);
         }
         if has(DEAD_LETTER_TABLE) {
-            in_flight.push(
-                self.shared
-                    .tables
-                    .dead_letter_in_flight()
-                    .enter(self.app_id()),
-            );
+            let slot = self
+                .shared
+                .tables
+                .dead_letter_in_flight()
+                .enter(self.app_id());
+            slot.closed();
+            in_flight.push(slot);
         }
         // The previous batch must be committed before this one is planned. Meanwhile
         // this partition takes nothing in, so its publishers stop lingering over that

@@ -89,7 +89,19 @@ pub async fn run_with_progress(
     let started = Instant::now();
     crate::metrics::describe();
     let queue_kbytes = config.memory_budget_bytes / 16 / 1024;
-    let consumer = source::create_consumer(&config.kafka, queue_kbytes, config.oauth.clone())?;
+    let mut kafka = config.kafka.clone();
+    if config.mode == RunMode::UntilCaughtUp {
+        // A run to an end reads its partitions in waves (below). librdkafka fetches a newly
+        // assigned partition only once the fetch in flight returns, and a broker holds a
+        // fetch whose partitions have nothing new for `fetch.wait.max.ms` (500 ms): every
+        // wave began with both cores idle that long (a quarter of the wall time on a
+        // 64-partition backlog). A service's partitions always have a fetch waiting for
+        // new messages; its default stays. `--kafka-option` still decides.
+        kafka
+            .entry("fetch.wait.max.ms".into())
+            .or_insert_with(|| "20".into());
+    }
+    let consumer = source::create_consumer(&kafka, queue_kbytes, config.oauth.clone())?;
     if config.oauth.is_some() {
         source::serve_first_oauth_token(&consumer).await;
     }
@@ -594,25 +606,27 @@ impl Router {
                             let p = m.partition();
                             if let Some(chunk) = self.senders.contains_key(&p).then(|| self.pending.entry(p).or_default()) {
                                 let payload = m.payload().map(<[u8]>::to_vec).unwrap_or_default();
-                                                                self.pending_bytes.fetch_add(payload.len(), Ordering::Relaxed);
+                                self.pending_bytes.fetch_add(payload.len(), Ordering::Relaxed);
                                 chunk.push(Msg { offset: m.offset(), timestamp_ms: m.timestamp().to_millis(), payload });
                                 if chunk.bytes >= self.chunk_bytes || chunk.msgs.len() >= 8192 {
                                     self.offer(p);
                                 }
-                                                                if self.pending_bytes.load(Ordering::Relaxed) > self.pending_cap {self.send_largest().await;
+                                if self.pending_bytes.load(Ordering::Relaxed) > self.pending_cap {
+                                    self.send_largest().await;
                                 }
                             }
                         }
                         Err(e) => {
                             // librdkafka retries by itself; say so, but not for every poll.
-                                                        metrics::counter!(crate::metrics::BROKER_ERRORS).increment(1);
-                            if last_error.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {tracing::warn!(error = %e, "kafka consumer error (retrying)");
+                            metrics::counter!(crate::metrics::BROKER_ERRORS).increment(1);
+                            if last_error.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                                tracing::warn!(error = %e, "kafka consumer error (retrying)");
                                 last_error = Some(Instant::now());
                             }
                         }
                     }
                 }
-                                _ = tick.tick() => {
+                _ = tick.tick() => {
                     if subscribe {
                         self.handle_rebalance().await?;
                     }

@@ -26,7 +26,10 @@ pub fn to_ipc(batches: &[RecordBatch]) -> Result<Bytes, ArrowError> {
     let Some(first) = batches.first() else {
         return Ok(Bytes::new());
     };
-    let mut w = FileWriter::try_new(Vec::new(), first.schema_ref())?;
+    // Room for every buffer up front (plus headers and padding): a growing buffer copies
+    // the rows written so far each time it doubles.
+    let size: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
+    let mut w = FileWriter::try_new(Vec::with_capacity(size + (64 << 10)), first.schema_ref())?;
     for b in batches {
         w.write(b)?;
     }
