@@ -316,8 +316,20 @@ pub fn split_by_hour(
     file_schema: &SchemaRef,
     by_hour: &mut BTreeMap<(i32, i32), Vec<RecordBatch>>,
 ) -> Result<(), ParquetError> {
+    for (key, selection) in hours_of(batch) {
+        let part = hour_part(batch, file_schema, selection.as_ref())?;
+        by_hour.entry(key).or_default().push(part);
+    }
+    Ok(())
+}
+
+/// The (day, hour)s of a decoded batch's rows, in order, each with the rows of it: `None`
+/// when every row is of that hour, else a mask ([`hour_part`] takes them out). A mask is a
+/// bit per row, so a merge can hold every hour's selection and copy an hour's rows only
+/// when it encodes that hour.
+pub fn hours_of(batch: &RecordBatch) -> Vec<((i32, i32), Option<BooleanArray>)> {
     if batch.num_rows() == 0 {
-        return Ok(());
+        return Vec::new();
     }
     let n = batch.num_columns();
     let days = batch.column(n - 2).as_primitive::<Date32Type>();
@@ -325,21 +337,35 @@ pub fn split_by_hour(
     let keys: Vec<(i32, i32)> = (0..batch.num_rows())
         .map(|i| (days.value(i), hours.value(i)))
         .collect();
-    let project =
-        |b: &RecordBatch| RecordBatch::try_new(file_schema.clone(), b.columns()[..n - 2].to_vec());
     let mut distinct: Vec<(i32, i32)> = keys.clone();
     distinct.sort_unstable();
     distinct.dedup();
-    for key in distinct {
-        let part = if keys.iter().all(|k| *k == key) {
-            project(batch)?
-        } else {
-            let mask = BooleanArray::from(keys.iter().map(|k| *k == key).collect::<Vec<_>>());
-            project(&filter_record_batch(batch, &mask)?)?
-        };
-        by_hour.entry(key).or_default().push(part);
+    if let [only] = distinct.as_slice() {
+        return vec![(*only, None)];
     }
-    Ok(())
+    distinct
+        .into_iter()
+        .map(|key| {
+            let mask = BooleanArray::from(keys.iter().map(|k| *k == key).collect::<Vec<_>>());
+            (key, Some(mask))
+        })
+        .collect()
+}
+
+/// The rows of `batch` that `selection` (from [`hours_of`]) picks, projected to
+/// `file_schema` (the `date`/`hour` columns dropped).
+pub fn hour_part(
+    batch: &RecordBatch,
+    file_schema: &SchemaRef,
+    selection: Option<&BooleanArray>,
+) -> Result<RecordBatch, ParquetError> {
+    let n = batch.num_columns();
+    let project =
+        |b: &RecordBatch| RecordBatch::try_new(file_schema.clone(), b.columns()[..n - 2].to_vec());
+    Ok(match selection {
+        None => project(batch)?,
+        Some(mask) => project(&filter_record_batch(batch, mask)?)?,
+    })
 }
 
 /// One Parquet file of `parts` (already projected to `schema`), with its row count and

@@ -414,8 +414,6 @@ impl PartitionTask {
             mut spans,
             raw_slot,
         } = open;
-        // Batches opened from now on close later: this one's publish does not wait for them.
-        raw_slot.closed();
         let (messages, message_bytes) = (batch.messages(), batch.message_bytes());
         spans.closed(self.seq, start, end, messages);
         let flush = spans.flush();
@@ -431,13 +429,12 @@ impl PartitionTask {
             drop(raw_slot);
         }
         if has(DEAD_LETTER_TABLE) {
-            let slot = self
-                .shared
-                .tables
-                .dead_letter_in_flight()
-                .enter(self.app_id());
-            slot.closed();
-            in_flight.push(slot);
+            in_flight.push(
+                self.shared
+                    .tables
+                    .dead_letter_in_flight()
+                    .enter(self.app_id()),
+            );
         }
         // The previous batch must be committed before this one is planned. Meanwhile
         // this partition takes nothing in, so its publishers stop lingering over that

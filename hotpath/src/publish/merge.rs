@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{BooleanArray, RecordBatch};
 use kvlake_lake::{DeltaTable, Lake};
 use kvlake_schemas::checkpoint::CommittedFile;
 use kvlake_schemas::delta::Add;
@@ -19,7 +19,9 @@ use parquet::file::properties::WriterProperties;
 use tokio::sync::Semaphore;
 
 use super::add_of;
-use crate::encode::{EncodedFile, encode_file, file_schema, split_by_hour, writer_properties};
+use crate::encode::{
+    EncodedFile, encode_file, file_schema, hour_part, hours_of, writer_properties,
+};
 use crate::error::HotError;
 
 /// Rows per row group of merged files (the hot path's default).
@@ -57,6 +59,10 @@ impl Merged {
                 .all(|((a, v), m)| a == m.app_id && *v == m.version)
     }
 }
+
+/// One member batch's rows of an hour: the member's batches, which one, and its rows of
+/// that hour (`None`: all of them).
+type HourRows = (Arc<Vec<RecordBatch>>, usize, Option<BooleanArray>);
 
 /// Encodes merged files, at most one per core at a time, shared by a lake's tables.
 #[derive(Debug, Clone)]
@@ -103,18 +109,26 @@ impl Merger {
                 None => Arc::new(crate::stage::read(&self.lake, m.path).await?),
             });
         }
-        let split_schema = schema.clone();
+        // Each hour's rows are only selected here (a bit per row); they are copied out when
+        // that hour is encoded, at most one hour per core at a time. Copied all at once,
+        // every member's rows were held twice while the merge ran (a run reading in waves
+        // then went past its memory budget).
         let by_hour = tokio::task::spawn_blocking(move || {
-            let mut by_hour = BTreeMap::new();
+            let mut by_hour: BTreeMap<(i32, i32), Vec<HourRows>> = BTreeMap::new();
             for batches in &rows {
-                for b in batches.iter() {
-                    split_by_hour(b, &split_schema, &mut by_hour)?;
+                for (i, b) in batches.iter().enumerate() {
+                    for (key, selection) in hours_of(b) {
+                        by_hour
+                            .entry(key)
+                            .or_default()
+                            .push((Arc::clone(batches), i, selection));
+                    }
                 }
             }
-            Ok::<_, parquet::errors::ParquetError>(by_hour)
+            by_hour
         })
         .await
-        .map_err(|e| HotError::Task(e.to_string()))??;
+        .map_err(|e| HotError::Task(e.to_string()))?;
         let ids: Vec<String> = members
             .iter()
             .map(|m| format!("{}@{}", m.app_id, m.version))
@@ -122,7 +136,7 @@ impl Merger {
         let mut key: Vec<&str> = vec!["merge", &name];
         key.extend(ids.iter().map(String::as_str));
         let file_name = format!("part-g{:016x}.parquet", stable_hash(&key));
-        let encodes = by_hour.into_iter().map(|((day, hour), parts)| {
+        let encodes = by_hour.into_iter().map(|((day, hour), selections)| {
             let (permits, props, schema) =
                 (self.permits.clone(), self.props.clone(), schema.clone());
             async move {
@@ -132,6 +146,13 @@ impl Merger {
                     .map_err(|e| HotError::Task(e.to_string()))?;
                 tokio::task::spawn_blocking(move || {
                     let _permit = permit;
+                    let parts = selections
+                        .iter()
+                        .map(|(batches, i, selection)| {
+                            hour_part(&batches[*i], &schema, selection.as_ref())
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    drop(selections);
                     encode_file(table_name, &schema, &parts, &props).map(|(bytes, rows, stats)| {
                         EncodedFile {
                             table: table_name,

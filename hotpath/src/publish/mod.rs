@@ -14,8 +14,7 @@ pub mod merge;
 use std::collections::BTreeMap;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arrow::array::RecordBatch;
 
@@ -84,25 +83,14 @@ pub fn add_of(file: &CommittedFile, stats: Option<String>) -> Add {
 /// A set of this process's partitions (by txn app id), each in it while any of its slots
 /// lives, which the tables' publishers watch. Two sets make a publisher's linger:
 /// - the partitions with a batch on its way to one table (open, or written and not yet
-///   published): a publisher that has a request lingers until each of them whose batch
-///   was opened before the request's batch closed has one in its group (or its linger
-///   has passed), so the batches of many partitions closing close together share one
-///   commit and one file per hour. A batch opened after that closes later (the next wave
-///   of a scheduled job, which then held two waves' rows in memory for the linger);
+///   published): a publisher that has a request lingers until each of them has one in
+///   its group (or its linger has passed), so the batches of many partitions closing
+///   close together share one commit and one file per hour;
 /// - the partitions that closed their next batch and wait for the previous one to be
 ///   published: a publisher holding that one commits at once, since lingering longer
 ///   would stall the partition (and, once its queue fills, every partition's intake).
 #[derive(Debug, Clone)]
-pub struct PartitionSet(Arc<watch::Sender<HashMap<String, Vec<Place>>>>);
-
-/// One slot of a [`PartitionSet`]: when it was entered (a batch opened), and when its
-/// batch closed.
-#[derive(Debug, Clone)]
-struct Place {
-    id: u64,
-    entered: Instant,
-    closed: Option<Instant>,
-}
+pub struct PartitionSet(Arc<watch::Sender<HashMap<String, usize>>>);
 
 /// One partition's place in a [`PartitionSet`] (one batch on its way, or one partition
 /// waiting); dropped when that ends.
@@ -110,7 +98,6 @@ struct Place {
 pub struct PartitionSlot {
     set: PartitionSet,
     app_id: String,
-    id: u64,
 }
 
 impl Default for PartitionSet {
@@ -119,59 +106,30 @@ impl Default for PartitionSet {
     }
 }
 
-/// Slot ids, unique in the process.
-static NEXT_SLOT: AtomicU64 = AtomicU64::new(0);
-
 impl PartitionSet {
     /// Counts `app_id`'s partition in until the slot (and any other of it) is dropped.
     pub fn enter(&self, app_id: String) -> PartitionSlot {
-        let id = NEXT_SLOT.fetch_add(1, Ordering::Relaxed);
-        self.0.send_modify(|m| {
-            m.entry(app_id.clone()).or_default().push(Place {
-                id,
-                entered: Instant::now(),
-                closed: None,
-            });
-        });
+        self.0
+            .send_modify(|m| *m.entry(app_id.clone()).or_insert(0) += 1);
         PartitionSlot {
             set: self.clone(),
             app_id,
-            id,
         }
     }
 
-    fn watch(&self) -> watch::Receiver<HashMap<String, Vec<Place>>> {
+    fn watch(&self) -> watch::Receiver<HashMap<String, usize>> {
         self.0.subscribe()
-    }
-}
-
-impl PartitionSlot {
-    /// Marks the slot's batch closed (now): batches opened after this are not waited for
-    /// by the publish of this one.
-    pub fn closed(&self) {
-        self.set.0.send_if_modified(|m| {
-            let place = m
-                .get_mut(&self.app_id)
-                .and_then(|places| places.iter_mut().find(|p| p.id == self.id));
-            match place {
-                Some(p) if p.closed.is_none() => {
-                    p.closed = Some(Instant::now());
-                    true
-                }
-                _ => false,
-            }
-        });
     }
 }
 
 impl Drop for PartitionSlot {
     fn drop(&mut self) {
         self.set.0.send_if_modified(|m| {
-            let Some(places) = m.get_mut(&self.app_id) else {
+            let Some(n) = m.get_mut(&self.app_id) else {
                 return false;
             };
-            places.retain(|p| p.id != self.id);
-            if places.is_empty() {
+            *n -= 1;
+            if *n == 0 {
                 m.remove(&self.app_id);
             }
             true
@@ -264,28 +222,20 @@ async fn serve(
     let mut snap: Option<Snapshot> = None;
     let (mut in_flight, mut waiting) = (linger.in_flight.watch(), linger.waiting.watch());
     while let Some(first) = rx.recv().await {
-        // When the first batch closed (else now): batches opened later are not waited for.
-        let cutoff = in_flight
-            .borrow()
-            .get(&first.app_id)
-            .and_then(|places| places.iter().filter_map(|p| p.closed).min())
-            .unwrap_or_else(Instant::now);
         let mut group = vec![first];
         let deadline = tokio::time::Instant::now() + linger.max;
         loop {
             while let Ok(r) = rx.try_recv() {
                 group.push(r);
             }
-            // Every batch on its way that was open when the first closed is here (each
-            // partition has at most one such), or a partition waits for one that is, or
-            // waiting longer would delay the first one more than its linger.
+            // Every batch on its way is here (each partition has at most one), or a
+            // partition waits for one that is, or waiting longer would delay the first
+            // one more than its linger.
             let complete = {
                 let partitions: BTreeSet<&str> = group.iter().map(|r| r.app_id.as_str()).collect();
                 let waited_for = waiting.borrow_and_update();
-                let on_the_way = in_flight.borrow_and_update();
-                on_the_way.iter().all(|(app, places)| {
-                    partitions.contains(app.as_str()) || places.iter().all(|p| p.entered > cutoff)
-                }) || partitions.iter().any(|p| waited_for.contains_key(*p))
+                partitions.len() >= in_flight.borrow_and_update().len()
+                    || partitions.iter().any(|p| waited_for.contains_key(*p))
             };
             if complete {
                 break;
@@ -679,63 +629,6 @@ mod tests {
         let snap = table.load().await.unwrap();
         assert_eq!(snap.txn_version(&app_id("kv", 0)), Some(0));
         assert_eq!(snap.txn_version(&app_id("kv", 1)), None);
-    }
-
-    /// A scheduled job reads in waves: the next wave's batches open while the last wave's
-    /// are published. The publisher waits for batches that were open when the first one
-    /// closed, never for one opened after it.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_batch_opened_after_the_first_closed_is_not_waited_for() {
-        let dir = tempfile::tempdir().unwrap();
-        let lake = Lake::open(dir.path().to_str().unwrap(), &[], None).unwrap();
-        let (batches, _) = batch_rows(0, 7);
-        let path = kvlake_schemas::layout::staging_path("kv", 0, 0, RAW_TABLE);
-        lake.put(&path, crate::stage::to_ipc(&batches).unwrap())
-            .await
-            .unwrap();
-        let linger = Linger {
-            in_flight: PartitionSet::default(),
-            waiting: PartitionSet::default(),
-            max: Duration::from_secs(3600),
-        };
-        let table = DeltaTable::new(&lake, raw_table());
-        let publisher = Publisher::start(table.clone(), merge::Merger::new(&lake), linger.clone());
-        let publish = |path: String| {
-            let publisher = publisher.clone();
-            let batches = batches.clone();
-            tokio::spawn(async move {
-                let payload = Payload::Staged {
-                    path,
-                    rows: Some(batches),
-                };
-                publisher.publish(app_id("kv", 0), 0, payload).await
-            })
-        };
-        // Partition 1 opened a batch before partition 0's closed: waited for. Partition 2
-        // opened one after: not waited for.
-        let open_0 = linger.in_flight.enter(app_id("kv", 0));
-        let open_1 = linger.in_flight.enter(app_id("kv", 1));
-        tokio::time::sleep(Duration::from_millis(2)).await;
-        open_0.closed();
-        tokio::time::sleep(Duration::from_millis(2)).await;
-        let _open_2 = linger.in_flight.enter(app_id("kv", 2));
-        let mut published = publish(path.clone());
-        assert!(
-            tokio::time::timeout(Duration::from_millis(300), &mut published)
-                .await
-                .is_err(),
-            "published without the batch that was open when it closed"
-        );
-        // Partition 1's batch is dropped (no raw rows): only partition 2's is on its way.
-        drop(open_1);
-        tokio::time::timeout(Duration::from_secs(60), published)
-            .await
-            .expect("still lingering for a batch opened after the first closed")
-            .unwrap()
-            .unwrap();
-        drop(open_0);
-        let snap = table.load().await.unwrap();
-        assert_eq!(snap.txn_version(&app_id("kv", 0)), Some(0));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
